@@ -1,0 +1,93 @@
+"""Settings read from the environment (and `.env`), injected everywhere; never read at import time."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the common `postgresql://` / `postgres://` forms and pick the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- services -------------------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
+    database_url: str = Field(
+        "sqlite:///.conveyor/conveyor.sqlite3", validation_alias=AliasChoices("DATABASE_URL")
+    )
+    port: int = Field(8000, validation_alias=AliasChoices("PORT"))
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("CONVEYOR_HOST", "HOST"))
+
+    # --- auth -----------------------------------------------------------------------------------
+    api_keys: str = Field("", validation_alias=AliasChoices("CONVEYOR_API_KEYS"))
+
+    # --- models and providers ---------------------------------------------------------------------
+    default_model: str = Field("openai/gpt-4o-mini", validation_alias=AliasChoices("CONVEYOR_DEFAULT_MODEL"))
+    openai_api_key: str = Field("", validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str = Field("https://api.openai.com/v1", validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    anthropic_api_key: str = Field("", validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com", validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
+    )
+    fake_provider_url: str = Field(
+        "http://127.0.0.1:8765", validation_alias=AliasChoices("CONVEYOR_FAKE_PROVIDER_URL")
+    )
+    provider_timeout_seconds: float = Field(600.0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_TIMEOUT"))
+    provider_connect_timeout_seconds: float = Field(
+        10.0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_CONNECT_TIMEOUT")
+    )
+    provider_max_connections: int = Field(
+        4000, validation_alias=AliasChoices("CONVEYOR_PROVIDER_MAX_CONNECTIONS")
+    )
+    max_retry_after_seconds: float = Field(
+        20.0, validation_alias=AliasChoices("CONVEYOR_MAX_RETRY_AFTER")
+    )
+    rate_limit_retries: int = Field(2, validation_alias=AliasChoices("CONVEYOR_RATE_LIMIT_RETRIES"))
+
+    # --- billing --------------------------------------------------------------------------------
+    platform_fee_rate: float = Field(0.0, validation_alias=AliasChoices("CONVEYOR_PLATFORM_FEE_RATE"))
+    price_table_path: str = Field("", validation_alias=AliasChoices("CONVEYOR_PRICE_TABLE"))
+
+    # --- jobs and workers -----------------------------------------------------------------------
+    call_wait_seconds: float = Field(600.0, validation_alias=AliasChoices("CONVEYOR_CALL_WAIT_SECONDS"))
+    job_hard_time_limit: int = Field(900, validation_alias=AliasChoices("CONVEYOR_JOB_HARD_TIME_LIMIT"))
+    job_lease_seconds: int = Field(60, validation_alias=AliasChoices("CONVEYOR_JOB_LEASE_SECONDS"))
+    sweep_interval_seconds: float = Field(10.0, validation_alias=AliasChoices("CONVEYOR_SWEEP_INTERVAL"))
+    worker_concurrency: int = Field(1000, validation_alias=AliasChoices("CONVEYOR_WORKER_CONCURRENCY"))
+    db_pool_size: int = Field(20, validation_alias=AliasChoices("CONVEYOR_DB_POOL_SIZE"))
+    max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias=AliasChoices("CONVEYOR_MAX_BODY_BYTES"))
+
+    # --- embedded mode --------------------------------------------------------------------------
+    data_dir: Path = Field(Path(".conveyor"), validation_alias=AliasChoices("CONVEYOR_DATA_DIR"))
+    demo: bool = Field(False, validation_alias=AliasChoices("CONVEYOR_DEMO"))
+
+    log_level: str = Field("INFO", validation_alias=AliasChoices("CONVEYOR_LOG_LEVEL", "LOG_LEVEL"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_db(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """Broker redelivery must never race a job still inside its hard time limit."""
+        return self.job_hard_time_limit + 300
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

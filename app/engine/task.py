@@ -1,0 +1,56 @@
+"""A fully resolved task: what the engine needs to complete one call, with no HTTP or queue concepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a fallback chain: `provider/model-id`, with options passed to the provider."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def model_id(self) -> str:
+        return self.name.split("/", 1)[1] if "/" in self.name else self.name
+
+
+@dataclass(frozen=True)
+class Example:
+    input: Any
+    output: Any
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class InvocationConfig:
+    """The `configuration` keys that change how a call runs (Opper names in comments)."""
+
+    max_attempts: int = 5  # invocation.structured_generation.max_attempts
+    cache_ttl: int = 0  # invocation.cache.ttl (seconds; 0 = off)
+    few_shot_count: int = 3  # invocation.few_shot.count
+    input_validation: bool = False  # beta.invocation.input_validation.enabled
+    xml_mode: bool = False  # beta.invocation.xml_mode.enabled (accepted; JSON is always used)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    instructions: str = DEFAULT_INSTRUCTIONS
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    input: Any = None
+    examples: tuple[Example, ...] = ()
+    models: tuple[ModelSpec, ...] = ()
+    config: InvocationConfig = field(default_factory=InvocationConfig)
+    tags: dict[str, str] = field(default_factory=dict)
