@@ -22,9 +22,7 @@ class Settings(BaseSettings):
 
     # --- services -------------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL"))
-    database_url: str = Field(
-        "sqlite:///.conveyor/conveyor.sqlite3", validation_alias=AliasChoices("DATABASE_URL")
-    )
+    database_url: str = Field("sqlite:///.conveyor/conveyor.sqlite3", validation_alias=AliasChoices("DATABASE_URL"))
     port: int = Field(8000, validation_alias=AliasChoices("PORT"))
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("CONVEYOR_HOST", "HOST"))
 
@@ -36,22 +34,14 @@ class Settings(BaseSettings):
     openai_api_key: str = Field("", validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str = Field("https://api.openai.com/v1", validation_alias=AliasChoices("OPENAI_BASE_URL"))
     anthropic_api_key: str = Field("", validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
-    anthropic_base_url: str = Field(
-        "https://api.anthropic.com", validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
-    )
-    fake_provider_url: str = Field(
-        "http://127.0.0.1:8765", validation_alias=AliasChoices("CONVEYOR_FAKE_PROVIDER_URL")
-    )
+    anthropic_base_url: str = Field("https://api.anthropic.com", validation_alias=AliasChoices("ANTHROPIC_BASE_URL"))
+    fake_provider_url: str = Field("http://127.0.0.1:8765", validation_alias=AliasChoices("CONVEYOR_FAKE_PROVIDER_URL"))
     provider_timeout_seconds: float = Field(600.0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_TIMEOUT"))
     provider_connect_timeout_seconds: float = Field(
         10.0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_CONNECT_TIMEOUT")
     )
-    provider_max_connections: int = Field(
-        4000, validation_alias=AliasChoices("CONVEYOR_PROVIDER_MAX_CONNECTIONS")
-    )
-    max_retry_after_seconds: float = Field(
-        20.0, validation_alias=AliasChoices("CONVEYOR_MAX_RETRY_AFTER")
-    )
+    provider_max_connections: int = Field(4000, validation_alias=AliasChoices("CONVEYOR_PROVIDER_MAX_CONNECTIONS"))
+    max_retry_after_seconds: float = Field(20.0, validation_alias=AliasChoices("CONVEYOR_MAX_RETRY_AFTER"))
     rate_limit_retries: int = Field(2, validation_alias=AliasChoices("CONVEYOR_RATE_LIMIT_RETRIES"))
 
     # --- billing --------------------------------------------------------------------------------

@@ -142,9 +142,10 @@ class TaskFailed(ConveyorError):
     status_code = 502
     error_type = "TaskFailedError"
 
-    def __init__(self, attempts: list[FailedAttempt], *, usage: Any = None) -> None:
+    def __init__(self, attempts: list[FailedAttempt], *, usage: Any = None, records: Any = ()) -> None:
         self.attempts = list(attempts)
         self.usage = usage  # engine Usage summed over the attempts that reached a model
+        self.records = tuple(records)  # engine AttemptRecords, so failed calls are traced and billed
         tried = ", ".join(dict.fromkeys(a.model for a in self.attempts)) or "no model"
         summary = f"the task failed on every model ({tried}) after {len(self.attempts)} attempt(s)"
         if self.attempts:
@@ -160,3 +161,22 @@ class TaskFailed(ConveyorError):
                 ],
             },
         )
+
+
+class ServiceUnavailable(ConveyorError):
+    status_code = 503
+    error_type = "ServiceUnavailableError"
+
+
+class CallTimedOut(ConveyorError):
+    status_code = 504
+    error_type = "CallTimeoutError"
+
+
+class StoredJobError(ConveyorError):
+    """A failed job's stored error, re-raised to the HTTP caller with its original status and type."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message") or "the job failed", detail=body.get("detail"))
+        self.status_code = int(body.get("status_code") or 502)
+        self.error_type = body.get("type") or "TaskFailedError"

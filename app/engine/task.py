@@ -54,3 +54,41 @@ class TaskSpec:
     models: tuple[ModelSpec, ...] = ()
     config: InvocationConfig = field(default_factory=InvocationConfig)
     tags: dict[str, str] = field(default_factory=dict)
+
+
+def task_to_dict(task: TaskSpec) -> dict[str, Any]:
+    """JSON-ready form, stored on the job row so a worker can rebuild exactly what the API accepted."""
+    return {
+        "name": task.name,
+        "instructions": task.instructions,
+        "input_schema": task.input_schema,
+        "output_schema": task.output_schema,
+        "input": task.input,
+        "examples": [{"input": e.input, "output": e.output, "comment": e.comment} for e in task.examples],
+        "models": [{"name": m.name, "options": m.options, "extra_headers": m.extra_headers} for m in task.models],
+        "config": {
+            "max_attempts": task.config.max_attempts,
+            "cache_ttl": task.config.cache_ttl,
+            "few_shot_count": task.config.few_shot_count,
+            "input_validation": task.config.input_validation,
+            "xml_mode": task.config.xml_mode,
+        },
+        "tags": task.tags,
+    }
+
+
+def task_from_dict(data: dict[str, Any]) -> TaskSpec:
+    return TaskSpec(
+        name=data["name"],
+        instructions=data.get("instructions") or DEFAULT_INSTRUCTIONS,
+        input_schema=data.get("input_schema"),
+        output_schema=data.get("output_schema"),
+        input=data.get("input"),
+        examples=tuple(Example(**e) for e in data.get("examples") or ()),
+        models=tuple(
+            ModelSpec(m["name"], dict(m.get("options") or {}), dict(m.get("extra_headers") or {}))
+            for m in data.get("models") or ()
+        ),
+        config=InvocationConfig(**(data.get("config") or {})),
+        tags=dict(data.get("tags") or {}),
+    )

@@ -29,3 +29,11 @@ def job_stream_channel(job_id: str) -> str:
 
 def fake_provider_counter(model: str) -> str:
     return f"{PREFIX}:fake:{model}"
+
+
+def worker_presence(hostname: str, pid: int) -> str:
+    """Set by a worker once it consumes from its queues (refreshed by the sweeper)."""
+    return f"{PREFIX}:worker:{hostname}:{pid}"
+
+
+WORKER_PRESENCE_PATTERN = f"{PREFIX}:worker:*"

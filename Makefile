@@ -1,0 +1,58 @@
+# Two commands do all set-up: `make run` and `make test`. Both create .venv and install first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run demo test test-fast lint bench services worker api fake-provider clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with the project and its dev dependencies
+
+run: install  ## API + worker + private Redis over SQLite (embedded mode)
+	$(BIN)/conveyor serve
+
+demo: install  ## embedded mode answering with the simulated fake provider
+	$(BIN)/conveyor serve --demo
+
+services:  ## start local Redis (6379) and PostgreSQL (5432) when they are installed but stopped
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { \
+	  echo "starting redis-server on 6379"; mkdir -p /var/lib/redis /var/log/redis; \
+	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+	    --dir /var/lib/redis --logfile /var/log/redis/ci.log; }
+	@pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || { \
+	  echo "starting PostgreSQL on 5432"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; }
+	@for i in $$(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null && exit 0; sleep 0.2; done; \
+	  echo "Redis or PostgreSQL is still not reachable on 127.0.0.1; see README 'Running the tests'"; exit 1
+
+test: install  ## the whole suite (needs Redis on 6379 and PostgreSQL on 5432: `make services`)
+	$(BIN)/pytest
+
+test-fast: install  ## unit tests only (no services needed)
+	$(BIN)/pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install  ## benchmarks against the fake provider; figures printed beside their baseline
+	$(BIN)/python -m bench.call_overhead
+	$(BIN)/python -m bench.inflight
+
+api: install
+	$(BIN)/conveyor api
+
+worker: install
+	$(BIN)/conveyor worker
+
+fake-provider: install
+	$(BIN)/conveyor fake-provider --port 8765
+
+clean:
+	rm -rf $(VENV) .conveyor .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,54 @@
+"""Every error leaves as JSON `{type, message, detail}`; the official SDK needs `detail` present."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import ConveyorError
+
+log = logging.getLogger("conveyor.api")
+
+
+def error_response(status: int, error_type: str, message: str, detail: Any, headers=None) -> JSONResponse:  # noqa: ANN001
+    return JSONResponse({"type": error_type, "message": message, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{location or 'body'}: {error.get('msg', 'invalid')}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ConveyorError)
+    async def conveyor_error(_: Request, exc: ConveyorError) -> JSONResponse:
+        if exc.status_code >= 500 and exc.status_code not in (502, 503, 504):
+            log.error("request failed", extra={"error_type": exc.error_type, "error": exc.message})
+        return error_response(exc.status_code, exc.error_type, exc.message, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            reason = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+            return error_response(400, "BadRequestError", "the request body is not valid JSON", f"body: {reason}")
+        message = "; ".join(_describe(e) for e in errors[:5])
+        detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+        return error_response(422, "RequestValidationError", message, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "NotFoundError", 405: "MethodNotAllowedError", 401: "UnauthorizedError"}
+        return error_response(
+            exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail), exc.detail, exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "InternalServerError", "internal error", type(exc).__name__)

@@ -1,0 +1,124 @@
+"""The engine's entry points: check a task's schemas and input, and complete a task.
+
+Callers (the API before enqueueing, the worker when running a job) pass everything in: a resolved
+`TaskSpec` and an `EngineDeps`. Nothing here knows about HTTP, queues or databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from app.engine.cache import ResultCache, cache_key
+from app.engine.cost import PriceTable
+from app.engine.fallback import Clock, FallbackChain, RateLimitPolicy, Sleep, utc_now
+from app.engine.results import CallResult, Cost
+from app.engine.structured import check_schema, validate_instance
+from app.engine.task import Example, TaskSpec
+from app.errors import BadRequest
+from app.providers.base import ModelResolver, Usage
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineDeps:
+    """Everything `complete_task` needs from outside; `sleep` and `clock` are injectable for tests."""
+
+    resolver: ModelResolver
+    prices: PriceTable
+    cache: ResultCache | None = None
+    platform_fee_rate: float = 0.0
+    max_retry_after: float = 20.0
+    rate_limit_retries: int = 2
+    sleep: Sleep = field(default=asyncio.sleep)
+    clock: Clock = field(default=utc_now)  # must return aware UTC datetimes
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, resolver: ModelResolver, cache: ResultCache | None) -> EngineDeps:
+        """The production wiring: fees, rate-limit patience and the price file come from settings."""
+        return cls(
+            resolver=resolver,
+            prices=PriceTable.from_path(settings.price_table_path or None),
+            cache=cache,
+            platform_fee_rate=settings.platform_fee_rate,
+            max_retry_after=settings.max_retry_after_seconds,
+            rate_limit_retries=settings.rate_limit_retries,
+        )
+
+
+def check_task_schemas(task: TaskSpec) -> None:
+    """Raise BadRequest (field `input_schema` / `output_schema`) when a given schema is not valid."""
+    if task.input_schema is not None:
+        check_schema(task.input_schema, "input_schema")
+    if task.output_schema is not None:
+        check_schema(task.output_schema, "output_schema")
+
+
+def validate_task_input(task: TaskSpec) -> None:
+    """Raise BadRequest(field `input`) naming the failing path when the input breaks `input_schema`.
+
+    Always validates when a schema is set; whether to call it (Opper's beta
+    `input_validation` flag) is the caller's decision.
+    """
+    if task.input_schema is None:
+        return
+    errors = validate_instance(task.input, task.input_schema, schema_field="input_schema")
+    if errors:
+        raise BadRequest(f"does not match input_schema: {'; '.join(errors)}", field_name="input")
+
+
+async def complete_task(
+    task: TaskSpec, deps: EngineDeps, *, cache_scope: str, extra_examples: Sequence[Example] = ()
+) -> CallResult:
+    """Run `task` through its model chain, or serve it from the cache when `cache_ttl` > 0.
+
+    A cache hit costs nothing and calls no provider: it comes back with `cached=True`, zero usage
+    and cost, and no attempts. Only successes are stored. The key covers the task, not the dataset
+    few-shot `extra_examples`, so a hit can predate a dataset change (bounded by the TTL).
+    Raises TaskFailed when every model fails.
+    """
+    ttl = task.config.cache_ttl
+    cache = deps.cache if ttl > 0 else None
+    key = cache_key(task) if cache is not None else ""
+    if cache is not None:
+        hit = await _cache_get(cache, cache_scope, key)
+        if hit is not None:
+            now = deps.clock()
+            return replace(hit, cached=True, usage=Usage(), cost=Cost(), attempts=(), started_at=now, ended_at=now)
+    chain = FallbackChain(
+        deps.resolver,
+        deps.prices,
+        platform_fee_rate=deps.platform_fee_rate,
+        rate_limit=RateLimitPolicy(max_retry_after=deps.max_retry_after, retries=deps.rate_limit_retries),
+        sleep=deps.sleep,
+        clock=deps.clock,
+    )
+    result = await chain.run(task, extra_examples=extra_examples)
+    if cache is not None:
+        await _cache_set(cache, cache_scope, key, result, ttl)
+    return result
+
+
+# A cache outage must not fail calls that can be answered without it: log and carry on.
+
+
+async def _cache_get(cache: ResultCache, scope: str, key: str) -> CallResult | None:
+    try:
+        return await cache.get(scope, key)
+    except Exception:
+        log.warning("result cache read failed; computing the result", exc_info=True)
+        return None
+
+
+async def _cache_set(cache: ResultCache, scope: str, key: str, result: CallResult, ttl: int) -> None:
+    try:
+        await cache.set(scope, key, result, ttl)
+    except Exception:
+        log.warning("result cache write failed; the result is returned uncached", exc_info=True)

@@ -1,0 +1,247 @@
+"""The bounded loops of a call: attempts on one model, then the next model of the chain.
+
+Per model, `StructuredAttemptLoop` asks, parses and validates, and re-asks with the validation
+errors up to `max_attempts` times. A 429 with a short Retry-After is waited out on the same model
+(without spending a structured attempt); any other provider error moves on to the next model at
+once, because retrying a model that is down or rejecting the request only delays the fallback.
+`FallbackChain` walks the models in order and fails with `TaskFailed` naming every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from app.engine import prompts
+from app.engine.cost import PriceTable
+from app.engine.results import AttemptRecord, CallResult, Cost
+from app.engine.structured import may_be_object, parse_json_answer, supports_native, validate_instance
+from app.engine.task import Example, ModelSpec, TaskSpec
+from app.errors import (
+    BadRequest,
+    FailedAttempt,
+    ProviderError,
+    ProviderRateLimited,
+    StructuredOutputError,
+    TaskFailed,
+)
+from app.providers.base import Completion, CompletionRequest, Message, ModelResolver, ResolvedModel, Usage
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RateLimitPolicy:
+    """How long a 429 may make us wait on the same model before falling back instead."""
+
+    max_retry_after: float = 20.0  # seconds; a longer Retry-After sends the call to the next model
+    retries: int = 2  # waits per model
+    default_wait: float = 1.0  # when the 429 carries no Retry-After
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An accepted answer: text without an output schema, a validated JSON value with one."""
+
+    message: str | None
+    json_payload: Any
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """What one model of the chain did: every request it got, and the answer if one was accepted."""
+
+    records: tuple[AttemptRecord, ...]
+    answer: Answer | None
+
+
+class StructuredAttemptLoop:
+    """The attempts on one model: generate, parse, validate, re-ask; wait out short rate limits."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        resolved: ResolvedModel,
+        *,
+        schema: Mapping[str, Any] | None,
+        native: bool,
+        max_attempts: int,
+        prices: PriceTable,
+        platform_fee_rate: float,
+        rate_limit: RateLimitPolicy,
+        sleep: Sleep,
+        clock: Clock,
+    ) -> None:
+        self.spec = spec
+        self.resolved = resolved
+        self.schema = schema
+        self.native = native
+        self.max_attempts = max(1, max_attempts)
+        self.prices = prices
+        self.platform_fee_rate = platform_fee_rate
+        self.rate_limit = rate_limit
+        self.sleep = sleep
+        self.clock = clock
+
+    async def run(self, messages: tuple[Message, ...]) -> ModelRun:
+        records: list[AttemptRecord] = []
+        generations = waits = 0
+        while generations < self.max_attempts:
+            started = self.clock()
+            try:
+                completion = await self.resolved.provider.complete(self._request(messages))
+            except ProviderRateLimited as err:
+                records.append(self._failure(len(records) + 1, started, err))
+                wait = self.rate_limit.default_wait if err.retry_after is None else err.retry_after
+                if waits >= self.rate_limit.retries or wait > self.rate_limit.max_retry_after:
+                    return ModelRun(tuple(records), None)
+                waits += 1
+                await self.sleep(max(0.0, wait))
+                continue
+            except ProviderError as err:
+                records.append(self._failure(len(records) + 1, started, err))
+                return ModelRun(tuple(records), None)
+            generations += 1
+            try:
+                answer = self._accept(completion.text)
+            except StructuredOutputError as err:
+                records.append(self._failure(len(records) + 1, started, err, completion))
+                messages = prompts.reask_messages(messages, completion.text, err.errors or [err.message])
+                continue
+            records.append(self._record(len(records) + 1, started, completion))
+            return ModelRun(tuple(records), answer)
+        return ModelRun(tuple(records), None)
+
+    def _request(self, messages: tuple[Message, ...]) -> CompletionRequest:
+        return CompletionRequest(
+            model=self.resolved.model_id,
+            messages=messages,
+            options=self.spec.options,
+            extra_headers=self.spec.extra_headers,
+            json_schema=self.schema if self.native else None,
+            # JSON-object mode would forbid the array or scalar that some non-native schemas ask for.
+            json_mode=not self.native and may_be_object(self.schema),
+        )
+
+    def _accept(self, text: str) -> Answer:
+        if self.schema is None:
+            return Answer(message=text, json_payload=None)
+        value = parse_json_answer(text)
+        errors = validate_instance(value, self.schema)
+        if errors:
+            raise StructuredOutputError("the answer does not match the output schema", errors=errors, raw_output=text)
+        return Answer(message=None, json_payload=value)
+
+    def _record(self, number: int, started: datetime, completion: Completion | None = None) -> AttemptRecord:
+        usage = completion.usage if completion else Usage()
+        return AttemptRecord(
+            model=self.spec.name,
+            attempt=number,
+            started_at=started,
+            ended_at=self.clock(),
+            usage=usage,
+            cost=self.prices.cost(self.spec.name, usage, self.platform_fee_rate),
+            output_text=completion.text if completion else None,
+        )
+
+    def _failure(
+        self,
+        number: int,
+        started: datetime,
+        err: ProviderError | StructuredOutputError,
+        completion: Completion | None = None,
+    ) -> AttemptRecord:
+        message = err.message
+        if isinstance(err, StructuredOutputError) and err.errors:
+            message = f"{err.message}: {'; '.join(err.errors)}"
+        log.info("attempt %d on %s failed: %s: %s", number, self.spec.name, err.error_type, message)
+        return replace(self._record(number, started, completion), error_type=err.error_type, error_message=message)
+
+
+class FallbackChain:
+    """Runs a task on each model of its chain in order until one gives an accepted answer."""
+
+    def __init__(
+        self,
+        resolver: ModelResolver,
+        prices: PriceTable,
+        *,
+        platform_fee_rate: float = 0.0,
+        rate_limit: RateLimitPolicy = RateLimitPolicy(),
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.resolver = resolver
+        self.prices = prices
+        self.platform_fee_rate = platform_fee_rate
+        self.rate_limit = rate_limit
+        self.sleep = sleep
+        self.clock = clock
+
+    async def run(self, task: TaskSpec, *, extra_examples: Sequence[Example] = ()) -> CallResult:
+        """The first accepted answer; raises TaskFailed (with every attempt) when all models fail."""
+        if not task.models:
+            raise BadRequest("no model to run the task on", field_name="model")
+        started = self.clock()
+        # Resolve every model first: an unknown provider is a bug to report before spending tokens.
+        chain = [(spec, self.resolver.resolve(spec.name)) for spec in task.models]
+        schema = task.output_schema or None
+        native = supports_native(schema)
+        messages = prompts.build_messages(task, extra_examples=extra_examples, native_schema=native)
+        records: list[AttemptRecord] = []
+        for spec, resolved in chain:
+            run = await self._loop(spec, resolved, schema, native, task.config.max_attempts).run(messages)
+            records.extend(run.records)
+            if run.answer is not None:
+                return CallResult(
+                    model=spec.name,
+                    message=run.answer.message,
+                    json_payload=run.answer.json_payload,
+                    usage=_total_usage(records),
+                    cost=sum((r.cost for r in records), Cost()),
+                    attempts=tuple(records),
+                    started_at=started,
+                    ended_at=self.clock(),
+                )
+            log.info("no accepted answer from %s after %d request(s)", spec.name, len(run.records))
+        raise TaskFailed(
+            [FailedAttempt(r.model, r.attempt, r.error_type or "", r.error_message or "") for r in records],
+            usage=_total_usage(records),
+            records=tuple(records),
+        )
+
+    def _loop(
+        self,
+        spec: ModelSpec,
+        resolved: ResolvedModel,
+        schema: Mapping[str, Any] | None,
+        native: bool,
+        attempts: int,
+    ) -> StructuredAttemptLoop:
+        return StructuredAttemptLoop(
+            spec,
+            resolved,
+            schema=schema,
+            native=native,
+            max_attempts=attempts,
+            prices=self.prices,
+            platform_fee_rate=self.platform_fee_rate,
+            rate_limit=self.rate_limit,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+
+
+def _total_usage(records: Sequence[AttemptRecord]) -> Usage:
+    return sum((r.usage for r in records), Usage())

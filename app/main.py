@@ -1,0 +1,43 @@
+"""`create_app(settings)`: the FastAPI application with its routers, lifespan and error handlers."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from app.api.auth import ApiKeyAuthenticator
+from app.api.body_limit import BodySizeLimit
+from app.api.errors import install_error_handlers
+from app.api.routes import calls, health
+from app.api.state import AppState
+from app.config import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        state = AppState.build(settings)
+        await run_in_threadpool(state.register_configured_keys)
+        await state.waiter.start()
+        app.state.conveyor = state
+        app.state.authenticator = ApiKeyAuthenticator(state.projects)
+        try:
+            yield
+        finally:
+            await state.aclose()
+
+    app = FastAPI(
+        title="Conveyor",
+        version="0.1.0",
+        description="Self-hosted LLM task completion speaking the Opper v2 API, run as durable jobs.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(calls.router, prefix="/v2")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,122 @@
+"""Model name → adapter. `openai/gpt-4o-mini` goes to the `openai` factory with model id `gpt-4o-mini`."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from httpx_aiohttp import HttpxAiohttpClient
+
+from app.config import Settings
+from app.errors import BadRequest
+from app.providers.anthropic import AnthropicProvider
+from app.providers.base import Provider, ResolvedModel
+from app.providers.openai import OpenAIProvider
+
+ProviderFactory = Callable[[httpx.AsyncClient], Provider]
+"""Builds one adapter on the registry's shared client (closures carry base URLs and keys)."""
+
+
+def provider_http_limits(settings: Settings) -> httpx.Limits:
+    # httpx defaults to 100 connections (and 20 kept alive): a worker holding thousands of calls in
+    # flight would queue behind them, and reconnect constantly. Keep every connection alive.
+    n = settings.provider_max_connections
+    return httpx.Limits(max_connections=n, max_keepalive_connections=n)
+
+
+def provider_http_timeout(settings: Settings) -> httpx.Timeout:
+    # httpx defaults to 5 s, which kills ordinary long generations. The read timeout applies between
+    # chunks, so a stream that keeps sending lives on; the connect timeout stays short to fail fast.
+    return httpx.Timeout(settings.provider_timeout_seconds, connect=settings.provider_connect_timeout_seconds)
+
+
+@dataclass
+class _LoopScope:
+    """The client and adapters bound to one event loop (httpx connections cannot cross loops)."""
+
+    client: httpx.AsyncClient
+    providers: dict[str, Provider] = field(default_factory=dict)
+
+
+class ProviderRegistry:
+    """Implements `ModelResolver`. Adapters are built on first use and share one `httpx.AsyncClient`
+    per event loop: a worker that runs each job under `asyncio.run` gets a fresh client per loop
+    instead of one whose pooled connections belong to a closed loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._factories: dict[str, ProviderFactory] = {}
+        self._scopes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopScope] = weakref.WeakKeyDictionary()
+        # Resolved outside any loop (validation, sync code): its client binds to whichever loop uses it.
+        self._unbound: _LoopScope | None = None
+        s = settings
+        fake_url = s.fake_provider_url.rstrip("/")
+        self.register("openai", lambda c: OpenAIProvider("openai", s.openai_base_url, s.openai_api_key, c))
+        self.register(
+            "anthropic",
+            lambda c: AnthropicProvider("anthropic", s.anthropic_base_url, s.anthropic_api_key, c),
+        )
+        self.register("fake", lambda c: OpenAIProvider("fake", f"{fake_url}/v1", "fake-key", c))
+        # The fake speaks both wire formats; this prefix exercises the Anthropic adapter offline.
+        self.register("fake-anthropic", lambda c: AnthropicProvider("fake-anthropic", fake_url, "fake-key", c))
+
+    def register(self, prefix: str, factory: ProviderFactory) -> None:
+        """Add or replace a provider prefix. Adapters already built for it are dropped."""
+        if not prefix or "/" in prefix:
+            raise ValueError(f"a provider prefix must be non-empty and contain no '/': {prefix!r}")
+        self._factories[prefix] = factory
+        for scope in self._all_scopes():
+            scope.providers.pop(prefix, None)
+
+    def known_prefixes(self) -> list[str]:
+        return sorted(self._factories)
+
+    def resolve(self, model_name: str) -> ResolvedModel:
+        """Split on the first `/` only: model ids may themselves contain `/`, `?`, `=` or `&`."""
+        prefix, slash, model_id = model_name.partition("/")
+        if not slash or not model_id or prefix not in self._factories:
+            raise BadRequest(
+                f"unknown model {model_name!r}: expected '<provider>/<model id>' with provider one of "
+                f"{', '.join(self.known_prefixes())}",
+                field_name="model",
+            )
+        scope = self._scope()
+        provider = scope.providers.get(prefix)
+        if provider is None:
+            provider = scope.providers[prefix] = self._factories[prefix](scope.client)
+        return ResolvedModel(provider, model_id)
+
+    async def aclose(self) -> None:
+        """Close the clients this loop may close: its own and one never bound to a loop."""
+        loop = asyncio.get_running_loop()
+        for scope in (self._scopes.pop(loop, None), self._unbound):
+            if scope is not None:
+                await scope.client.aclose()
+        self._unbound = None
+
+    def _scope(self) -> _LoopScope:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if self._unbound is None:
+                self._unbound = _LoopScope(self._new_client())
+            return self._unbound
+        scope = self._scopes.get(loop)
+        if scope is None:
+            scope = self._scopes[loop] = _LoopScope(self._new_client())
+        return scope
+
+    def _all_scopes(self) -> list[_LoopScope]:
+        return [*self._scopes.values(), *([self._unbound] if self._unbound else [])]
+
+    def _new_client(self) -> httpx.AsyncClient:
+        # httpx's API over aiohttp's connection pool (the transport the OpenAI SDK offers too): httpcore
+        # 1.0.9 rescans its whole pool for every queued request whenever a request starts or ends, so at
+        # a thousand concurrent calls its bookkeeping, not the network, bounds throughput. Measured on
+        # the fake provider, 1,000 concurrent 1 s calls: 22-29 s through httpcore, 1.4 s through aiohttp.
+        return HttpxAiohttpClient(
+            limits=provider_http_limits(self._settings), timeout=provider_http_timeout(self._settings)
+        )

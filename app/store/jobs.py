@@ -1,0 +1,200 @@
+"""The job state machine: create, claim with a lease, renew, finish once, and sweep expired leases.
+
+Every transition is a single conditional UPDATE, so two workers holding the same job (a broker
+redelivery, a sweep racing a slow worker) can never both write a result: only the holder of the
+current lease token can finish the job, and only while it is still running.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from app.store.db import Database
+from app.store.tables import Job, JobStatus, Span, utcnow
+
+
+@dataclass(frozen=True)
+class NewJob:
+    project_id: str
+    task: dict[str, Any]
+    trace_id: str
+    function_id: str | None = None
+    revision_id: str | None = None
+    parent_span_id: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    project_id: str
+    status: JobStatus
+    span_id: str
+    trace_id: str
+    task: dict[str, Any]
+    function_id: str | None
+    revision_id: str | None
+    parent_span_id: str | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    delivery_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobRecord:
+        return cls(
+            id=job.id,
+            project_id=job.project_id,
+            status=JobStatus(job.status),
+            span_id=job.span_id,
+            trace_id=job.trace_id,
+            task=job.task,
+            function_id=job.function_id,
+            revision_id=job.revision_id,
+            parent_span_id=job.parent_span_id,
+            result=job.result,
+            error=job.error,
+            delivery_attempts=job.delivery_attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's right to run a job until `expires_at`, proven by `token`."""
+
+    job: JobRecord
+    token: str
+    expires_at: datetime
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, new: NewJob) -> JobRecord:
+        with self.db.transaction() as session:
+            job = Job(
+                project_id=new.project_id,
+                task=new.task,
+                trace_id=new.trace_id,
+                function_id=new.function_id,
+                revision_id=new.revision_id,
+                parent_span_id=new.parent_span_id,
+                status=JobStatus.queued,
+            )
+            session.add(job)
+            session.flush()
+            return JobRecord.of(job)
+
+    def get(self, job_id: str, *, project_id: str | None = None) -> JobRecord | None:
+        """A job by id; with `project_id`, only when it belongs to that project."""
+        with self.db.transaction() as session:
+            query = select(Job).where(Job.id == job_id)
+            if project_id is not None:
+                query = query.where(Job.project_id == project_id)
+            job = session.scalars(query).first()
+            return JobRecord.of(job) if job else None
+
+    def claim(self, job_id: str, lease_seconds: int) -> Claim | None:
+        """Take a queued job, or a running one whose lease has expired. None: nothing to do."""
+        now = utcnow()
+        token = str(uuid.uuid4())
+        expires = now + timedelta(seconds=lease_seconds)
+        with self.db.transaction() as session:
+            claimed = session.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    (Job.status == JobStatus.queued)
+                    | ((Job.status == JobStatus.running) & (Job.lease_expires_at < now)),
+                )
+                .values(
+                    status=JobStatus.running,
+                    lease_token=token,
+                    lease_expires_at=expires,
+                    started_at=now,
+                    delivery_attempts=Job.delivery_attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not claimed:
+                return None
+            job = session.get(Job, job_id)
+            return Claim(JobRecord.of(job), token, expires)
+
+    def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:
+        """Extend a held lease. False means the lease was lost: stop working on the job."""
+        with self.db.transaction() as session:
+            return bool(
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running)
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        token: str,
+        status: JobStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        spans: list[Span] = (),
+    ) -> bool:
+        """Write the one final state and its spans atomically; False if this lease no longer holds."""
+        with self.db.transaction() as session:
+            written = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running)
+                .values(
+                    status=status,
+                    result=result,
+                    error=error,
+                    finished_at=utcnow(),
+                    lease_token=None,
+                    lease_expires_at=None,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not written:
+                return False
+            session.add_all(list(spans))
+            return True
+
+    def requeue_expired(self, *, limit: int = 500) -> list[str]:
+        """Return running jobs whose worker stopped renewing its lease to the queue."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            expired = session.scalars(
+                select(Job.id).where(Job.status == JobStatus.running, Job.lease_expires_at < now).limit(limit)
+            ).all()
+            requeued = []
+            for job_id in expired:
+                moved = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.running, Job.lease_expires_at < now)
+                    .values(status=JobStatus.queued, lease_token=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if moved:
+                    requeued.append(job_id)
+            return requeued
+
+    def discard_queued(self, job_id: str) -> None:
+        """Remove a job that never reached the queue (its enqueue failed), so nothing is half-written."""
+        with self.db.transaction() as session:
+            session.execute(
+                delete(Job).where(Job.id == job_id, Job.status == JobStatus.queued, Job.delivery_attempts == 0)
+            )

@@ -1,0 +1,67 @@
+"""Projects and their API keys. Keys are only ever stored as SHA-256 digests."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from app.store.db import Database
+from app.store.tables import ApiKey, Project, new_id
+from app.store.upsert import insert_ignore
+
+DEFAULT_PROJECT = "default"
+KEY_PREFIX = "cvy_"
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    id: str
+    name: str
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class ProjectRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def ensure_project(self, name: str) -> ProjectRef:
+        with self.db.transaction() as session:
+            insert_ignore(session, Project.__table__, {"id": new_id(), "name": name}, ["name"])
+            project = session.scalars(select(Project).where(Project.name == name)).one()
+            return ProjectRef(project.id, project.name)
+
+    def add_key(self, project: ProjectRef, key: str) -> None:
+        """Register `key` for `project`; registering the same key again is a no-op."""
+        with self.db.transaction() as session:
+            insert_ignore(
+                session,
+                ApiKey.__table__,
+                {"id": new_id(), "project_id": project.id, "key_hash": hash_key(key), "prefix": key[:8]},
+                ["key_hash"],
+            )
+
+    def create_key(self, project_name: str) -> str:
+        """Create the project if needed and return a new key for it (shown once, stored hashed)."""
+        project = self.ensure_project(project_name)
+        key = generate_key()
+        self.add_key(project, key)
+        return key
+
+    def project_for_key(self, key: str) -> ProjectRef | None:
+        with self.db.transaction() as session:
+            row = session.execute(
+                select(Project.id, Project.name)
+                .join(ApiKey, ApiKey.project_id == Project.id)
+                .where(ApiKey.key_hash == hash_key(key))
+            ).first()
+            return ProjectRef(row.id, row.name) if row else None

@@ -1,0 +1,28 @@
+"""Shared fixtures: the fake provider (a real HTTP server) and real Conveyor stacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakeprovider import FakeProviderServer
+from tests.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session")
+def fake_provider():
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(fake_provider) -> Stack:
+    """One API + one worker on a fresh schema and Redis DB, shared by a test module."""
+    running = start_stack(fake_provider.url, CONVEYOR_DEFAULT_MODEL="openai/gpt-4o-mini")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def key(stack: Stack) -> str:
+    """A key of a project of its own, so tests on one stack never see each other's data."""
+    return stack.new_key()

@@ -1,0 +1,99 @@
+"""The job state machine on both backends: Postgres (a schema per test) and SQLite (a file per test)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.store.db import Database, run_migrations
+from app.store.jobs import JobRepository, NewJob
+from app.store.projects import ProjectRepository
+from app.store.tables import JobStatus, Span
+from tests.stack import drop_pg_schema, new_pg_schema
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db(request, tmp_path):
+    if request.param == "postgresql":
+        schema, url = new_pg_schema()
+    else:
+        schema, url = None, f"sqlite:///{tmp_path / 'conveyor.sqlite3'}"
+    run_migrations(url)
+    run_migrations(url)  # idempotent at every start-up
+    database = Database(url)
+    yield database
+    database.dispose()
+    if schema:
+        drop_pg_schema(schema)
+
+
+def new_job(db: Database) -> tuple[JobRepository, str]:
+    project = ProjectRepository(db).ensure_project("p")
+    jobs = JobRepository(db)
+    job = jobs.create(NewJob(project_id=project.id, task={"name": "t", "input": 1}, trace_id="tr"))
+    return jobs, job.id
+
+
+def test_claim_is_exclusive_and_finish_happens_once(db):
+    jobs, job_id = new_job(db)
+    first = jobs.claim(job_id, lease_seconds=60)
+    assert first is not None and first.job.status is JobStatus.running
+    assert jobs.claim(job_id, lease_seconds=60) is None  # a live lease is not taken over
+    span = Span(project_id=first.job.project_id, trace_id="tr", name="t", type="call")
+    assert jobs.finish(job_id, first.token, JobStatus.succeeded, result={"ok": 1}, spans=[span])
+    assert not jobs.finish(job_id, first.token, JobStatus.succeeded, result={"ok": 2})
+    assert jobs.claim(job_id, lease_seconds=60) is None  # finished jobs are never run again
+    stored = jobs.get(job_id)
+    assert stored.status is JobStatus.succeeded and stored.result == {"ok": 1}
+    assert stored.created_at.tzinfo is not None
+
+
+def test_expired_lease_is_swept_and_the_old_holder_cannot_write(db):
+    jobs, job_id = new_job(db)
+    stale = jobs.claim(job_id, lease_seconds=0)
+    time.sleep(0.01)
+    assert jobs.requeue_expired() == [job_id]
+    assert jobs.requeue_expired() == []
+    fresh = jobs.claim(job_id, lease_seconds=60)
+    assert fresh is not None and fresh.job.delivery_attempts == 2
+    assert not jobs.renew(job_id, stale.token, 60)
+    assert not jobs.finish(job_id, stale.token, JobStatus.succeeded, result={"from": "stale"})
+    assert jobs.finish(job_id, fresh.token, JobStatus.succeeded, result={"from": "fresh"})
+    assert jobs.get(job_id).result == {"from": "fresh"}
+
+
+def test_concurrent_claims_have_one_winner(db):
+    jobs, job_id = new_job(db)
+    winners = []
+    barrier = threading.Barrier(8)
+
+    def claim() -> None:
+        barrier.wait()
+        if jobs.claim(job_id, lease_seconds=60):
+            winners.append(1)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+
+
+def test_jobs_are_scoped_to_their_project(db):
+    jobs, job_id = new_job(db)
+    other = ProjectRepository(db).ensure_project("other")
+    assert jobs.get(job_id, project_id=other.id) is None
+    assert jobs.get(job_id, project_id=jobs.get(job_id).project_id) is not None
+
+
+def test_api_keys_are_stored_hashed(db):
+    projects = ProjectRepository(db)
+    key = projects.create_key("team")
+    assert projects.project_for_key(key).name == "team"
+    assert projects.project_for_key(key + "x") is None
+    with db.engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT key_hash FROM api_keys").scalars().all()
+    assert key not in stored and len(stored[0]) == 64

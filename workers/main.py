@@ -1,0 +1,59 @@
+"""Worker process bootstrap: settings → runtime → Celery app with tasks → thread-pool worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from celery.signals import worker_ready
+
+from app.config import Settings
+from app.logging import configure_logging
+from app.store import keys
+from app.store.db import run_migrations
+from workers.celery_app import INTERACTIVE_QUEUE, make_celery
+from workers.runner import JobRunner
+from workers.runtime import WorkerRuntime
+from workers.sweeper import LeaseSweeper
+from workers.tasks.calls import register_call_tasks
+
+log = logging.getLogger("conveyor.worker")
+
+
+def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: bool = True) -> None:
+    configure_logging(settings.log_level)
+    if migrate:
+        run_migrations(settings.database_url)
+    runtime = WorkerRuntime.build(settings)
+    app = make_celery(settings)
+    register_call_tasks(app, JobRunner(runtime))
+    sweeper = LeaseSweeper(runtime.jobs, app, settings.sweep_interval_seconds)
+    sweeper.start()
+    presence = keys.worker_presence(socket.gethostname(), os.getpid())
+
+    @worker_ready.connect(weak=False)
+    def announce(**_: object) -> None:
+        runtime.redis.set(presence, "ready", ex=24 * 3600)
+
+    threads = concurrency or settings.worker_concurrency
+    log.info("worker starting", extra={"threads": threads, "queue": INTERACTIVE_QUEUE})
+    try:
+        # Threads, not prefork: a job is almost all waiting on a provider, and the waiting happens on
+        # the runtime's event loop; a thread per in-flight job costs tens of kilobytes.
+        app.worker_main(
+            [
+                "worker",
+                "--pool=threads",
+                f"--concurrency={threads}",
+                f"--queues={INTERACTIVE_QUEUE}",
+                f"--loglevel={settings.log_level}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
+        )
+    finally:
+        runtime.redis.delete(presence)
+        sweeper.stop()
+        runtime.close()
