@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     # --- embedded mode --------------------------------------------------------------------------
     data_dir: Path = Field(Path(".conveyor"), validation_alias=AliasChoices("CONVEYOR_DATA_DIR"))
     demo: bool = Field(False, validation_alias=AliasChoices("CONVEYOR_DEMO"))
+    embedded_redis: Literal["auto", "redis-server", "fakeredis"] = Field(
+        "auto", validation_alias=AliasChoices("CONVEYOR_EMBEDDED_REDIS")
+    )
 
     log_level: str = Field("INFO", validation_alias=AliasChoices("CONVEYOR_LOG_LEVEL", "LOG_LEVEL"))
 

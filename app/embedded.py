@@ -45,9 +45,11 @@ class EmbeddedServices:
     processes: list[subprocess.Popen] = field(default_factory=list)
     _fake_redis: object | None = None
 
-    def start_redis(self, data_dir: Path) -> str:
+    def start_redis(self, data_dir: Path, kind: str = "auto") -> str:
         port = free_port()
-        binary = shutil.which("redis-server")
+        binary = shutil.which("redis-server") if kind != "fakeredis" else None
+        if kind == "redis-server" and not binary:
+            raise RuntimeError("CONVEYOR_EMBEDDED_REDIS=redis-server, but no redis-server is on PATH")
         if binary:
             self.processes.append(
                 subprocess.Popen(
@@ -119,7 +121,7 @@ def embedded_environment(settings: Settings, services: EmbeddedServices, *, demo
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     env: dict[str, str] = {}
     if "redis_url" not in settings.model_fields_set:
-        env["REDIS_URL"] = services.start_redis(settings.data_dir)
+        env["REDIS_URL"] = services.start_redis(settings.data_dir, settings.embedded_redis)
     if "database_url" not in settings.model_fields_set:
         env["DATABASE_URL"] = f"sqlite:///{(settings.data_dir / 'conveyor.sqlite3').resolve()}"
     if demo:

@@ -1,0 +1,65 @@
+"""`conveyor serve --demo` with nothing configured: one command gives a working service."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from opperai import Opper
+from pydantic import BaseModel
+
+from app.embedded import free_port, wait_for_port
+
+
+class Capital(BaseModel):
+    capital: str
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a fresh shell: none of Conveyor's settings, not even the tests' own."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "REDIS_", "DATABASE_", "OPENAI_"))}
+    return {**keep, **extra}
+
+
+@pytest.mark.parametrize("broker", ["redis-server", "fakeredis"])
+def test_serve_demo_answers_the_sdk_and_stops_cleanly(tmp_path: Path, broker: str):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--demo", "--port", str(port), "--concurrency", "8"],
+        cwd=tmp_path,
+        env=clean_env(CONVEYOR_EMBEDDED_REDIS=broker, CONVEYOR_LOG_LEVEL="WARNING"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        key = (tmp_path / ".conveyor" / "api_key").read_text().strip()
+        opper = Opper(http_bearer=key, server_url=f"http://127.0.0.1:{port}/v2")
+        deadline = time.monotonic() + 30
+        while True:  # the worker may still be starting when the API already answers
+            try:
+                response = opper.call(name="capital", input="Sweden", output_schema=Capital)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert Capital.model_validate(response.json_payload).capital
+        assert opper.call(name="hello", input="hi").message.startswith("[simulated]")
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode in (0, 130)
+    assert "DEMO MODE" in err and "SIMULATED" in err and key in err
+    assert (tmp_path / ".conveyor" / "conveyor.sqlite3").exists()
+    expected_note = "private redis-server" if broker == "redis-server" else "in-process fake Redis"
+    assert expected_note in err
+    leftovers = subprocess.run(["pgrep", "-s", str(server.pid)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []  # worker, broker and fake provider all stopped
