@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from app.api import routes
 from app.api.auth import ApiKeyAuthenticator
 from app.api.body_limit import BodySizeLimit
 from app.api.errors import install_error_handlers
-from app.api.routes import calls, health
+from app.api.routes import health
 from app.api.state import AppState
 from app.config import Settings, get_settings
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(calls.router, prefix="/v2")
+    for router in routes.v2_routers():
+        app.include_router(router, prefix="/v2")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

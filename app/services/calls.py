@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -67,22 +68,28 @@ class CallService:
                 detail=f"enqueue failed: {type(exc).__name__}",
             ) from exc
 
-    async def call_and_wait(self, project: ProjectRef, request: CallRequest) -> CallResponse:
-        job = await self.submit(project, request)
-        with self.waiter.expect(job.id) as announced:
-            await self.enqueue(job)
+    async def wait_for_result(self, job: JobRecord, announced: asyncio.Event, timeout: float) -> CallResponse:
+        """Wait (inside `waiter.expect(job.id)`) until the job is final; its response or its error."""
 
-            async def is_done() -> bool:
-                current = await run_in_threadpool(self.jobs.get, job.id)
-                return current is not None and current.status.is_final
+        async def is_done() -> bool:
+            current = await run_in_threadpool(self.jobs.get, job.id)
+            return current is not None and current.status.is_final
 
-            finished = await self.waiter.wait(announced, is_done, self.settings.call_wait_seconds)
-        if not finished:
+        if not await self.waiter.wait(announced, is_done, timeout):
             raise CallTimedOut(
-                f"the call did not finish within {self.settings.call_wait_seconds:g} s; it keeps running",
+                f"the call did not finish within {timeout:g} s; it keeps running",
                 detail={"job_id": job.id, "span_id": job.span_id},
             )
         return response_of(await run_in_threadpool(self.jobs.get, job.id))
+
+    async def run_and_wait(self, job: JobRecord) -> CallResponse:
+        """Enqueue a submitted job and wait for its result."""
+        with self.waiter.expect(job.id) as announced:
+            await self.enqueue(job)
+            return await self.wait_for_result(job, announced, self.settings.call_wait_seconds)
+
+    async def call_and_wait(self, project: ProjectRef, request: CallRequest) -> CallResponse:
+        return await self.run_and_wait(await self.submit(project, request))
 
 
 def response_of(job: JobRecord) -> CallResponse:

@@ -65,5 +65,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def run_migrations(database_url: str) -> None:
-    """Bring the schema to the newest revision (idempotent; safe to run at every start-up)."""
-    command.upgrade(alembic_config(database_url), "head")
+    """Bring the schema to the newest revision (idempotent; safe to run at every start-up).
+
+    `heads`, not `head`: areas of the schema may be added as parallel branches off one base revision."""
+    command.upgrade(alembic_config(database_url), "heads")

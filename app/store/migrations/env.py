@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from app.store.tables import Base
+from app.store.all_tables import Base
 
 config = context.config
 target_metadata = Base.metadata

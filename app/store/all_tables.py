@@ -1,0 +1,12 @@
+"""Imports every table module so `Base.metadata` (Alembic autogenerate, tests) sees all tables."""
+
+from app.store import (  # noqa: F401
+    tables,
+    tables_delivery,
+    tables_functions,
+    tables_models,
+    tables_observability,
+)
+from app.store.tables import Base
+
+metadata = Base.metadata

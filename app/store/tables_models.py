@@ -1,0 +1,3 @@
+"""Tables of the models area (issue work in progress); `Base` is shared with app/store/tables.py."""
+
+from app.store.tables import Base  # noqa: F401
