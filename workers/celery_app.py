@@ -28,7 +28,9 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        broker_pool_limit=None,
+        # Pooled broker connections for publishing. (None would *disable* the pool: a new connection and
+        # queue declaration per enqueued job, measured as a third of the API's CPU time per call.)
+        broker_pool_limit=64,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )

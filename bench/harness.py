@@ -1,0 +1,148 @@
+"""Processes for benchmarks: the fake provider, the API and workers as separate OS processes, on a
+fresh Postgres schema and Redis database, the way they run in production."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app.config import Settings
+from app.embedded import free_port, wait_for_port
+from app.store.db import Database, run_migrations
+from app.store.projects import ProjectRepository
+from tests.fakeprovider import start_fake_provider_process
+from tests.stack import drop_pg_schema, new_pg_schema, new_redis_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc (KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(samples: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(samples, 50) * 1000,
+        "p99": percentile(samples, 99) * 1000,
+        "mean": statistics.fmean(samples) * 1000,
+    }
+
+
+@dataclass
+class BenchStack:
+    env: dict[str, str]
+    settings: Settings
+    schema: str
+    fake_url: str
+    api_url: str = ""
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    db: Database | None = None
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            env={**os.environ, **self.env},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_api(self) -> None:
+        port = free_port()
+        self.spawn("api", "--port", str(port), "--no-migrate")
+        wait_for_port(port, timeout=30)
+        self.api_url = f"http://127.0.0.1:{port}"
+
+    def start_worker(self, concurrency: int) -> subprocess.Popen:
+        import redis
+
+        from app.store import keys
+
+        process = self.spawn("worker", "--concurrency", str(concurrency), "--no-migrate")
+        client = redis.Redis.from_url(self.settings.redis_url)
+        deadline = time.monotonic() + 60
+        while not client.keys(keys.worker_presence("*", process.pid)):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("benchmark worker did not start")
+            time.sleep(0.1)
+        return process
+
+    def new_key(self) -> str:
+        return ProjectRepository(self.db).create_key("bench")
+
+    def fake_stats(self) -> dict:
+        return httpx.get(self.fake_url + "/stats").json()
+
+    def reset_fake(self) -> None:
+        httpx.post(self.fake_url + "/stats/reset").raise_for_status()
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.db:
+            self.db.dispose()
+        drop_pg_schema(self.schema)
+
+
+def start_bench_stack(**overrides: str) -> BenchStack:
+    overrides = {**{k: v for k, v in os.environ.items() if k.startswith("CONVEYOR_")}, **overrides}
+    fake_port = free_port()
+    fake = start_fake_provider_process(fake_port)
+    fake_url = f"http://127.0.0.1:{fake_port}"
+    schema, database_url = new_pg_schema()
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": new_redis_url(),
+        "OPENAI_BASE_URL": fake_url + "/v1",
+        "OPENAI_API_KEY": "sk-bench",
+        "CONVEYOR_FAKE_PROVIDER_URL": fake_url,
+        "CONVEYOR_DEFAULT_MODEL": "fake/bench",
+        "CONVEYOR_LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        settings = Settings(_env_file=None)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    run_migrations(settings.database_url)
+    stack = BenchStack(env=env, settings=settings, schema=schema, fake_url=fake_url)
+    stack.processes.append(fake)
+    stack.db = Database(settings.database_url)
+    return stack
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    print(f"\n{title}")
+    print("  " + "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=False)))
+    for row in rows:
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)))

@@ -1,0 +1,169 @@
+"""How many provider calls one worker process holds in flight, memory per in-flight call, calls per
+second, against the floor of the same calls made straight from one asyncio process, in one run.
+
+    .venv/bin/python -m bench.inflight [--jobs 1000] [--latency-ms 2000] [--threads 1100]
+
+Jobs are written and enqueued the way the API does it (job row, then the Celery message), so the
+figure is the worker's: one process, Celery's thread pool, one event loop, one pooled HTTP client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from sqlalchemy import func, select
+
+from app.engine.task import ModelSpec, TaskSpec, task_to_dict
+from app.store.projects import ProjectRepository
+from app.store.tables import Job, JobStatus
+from bench.harness import print_table, rss_kib, start_bench_stack
+from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB, make_celery
+
+DIRECT_SCRIPT = """
+import asyncio, json, sys, time
+from app.config import Settings
+from app.providers.base import CompletionRequest, Message
+from app.providers.registry import ProviderRegistry
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+async def main(n, model):
+    registry = ProviderRegistry(Settings(_env_file=None))
+    resolved = registry.resolve(model)
+    idle = rss()
+    peak = [idle]
+    async def sample():
+        while True:
+            peak[0] = max(peak[0], rss()); await asyncio.sleep(0.05)
+    sampler = asyncio.create_task(sample())
+    start = time.perf_counter()
+    await asyncio.gather(*(resolved.provider.complete(CompletionRequest(
+        model=resolved.model_id, messages=(Message("user", f"q{i}"),))) for i in range(n)))
+    elapsed = time.perf_counter() - start
+    sampler.cancel()
+    await registry.aclose()
+    print(json.dumps({"elapsed": elapsed, "idle_kib": idle, "peak_kib": peak[0]}))
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"""
+
+
+def submit_jobs(stack, n: int, model: str) -> list[str]:
+    """Write the rows in one transaction, then enqueue: jobs arrive faster than they finish."""
+    project = ProjectRepository(stack.db).ensure_project("bench-inflight")
+    celery = make_celery(stack.settings)
+    rows = [
+        Job(
+            project_id=project.id,
+            task=task_to_dict(TaskSpec(name="inflight", input=f"q{i}", models=(ModelSpec(model),))),
+            trace_id=f"t{i}",
+            status=JobStatus.queued,
+        )
+        for i in range(n)
+    ]
+    with stack.db.transaction() as session:
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+    for job_id in ids:
+        celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
+    return ids
+
+
+def finished_count(stack, ids: list[str]) -> int:
+    final = [JobStatus.succeeded, JobStatus.failed]
+    with stack.db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(Job).where(Job.status.in_(final)))
+
+
+def run_direct(stack, n: int, model: str) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-c", DIRECT_SCRIPT, str(n), model],
+        env={**stack.env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=1100)
+    args = parser.parse_args()
+    model = f"fake/inflight?latency_ms={args.latency_ms}"
+
+    stack = start_bench_stack()
+    try:
+        worker = stack.start_worker(concurrency=args.threads)
+        time.sleep(1.0)
+        idle_kib = rss_kib(worker.pid)
+        stack.reset_fake()
+        peak_kib = [idle_kib]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak_kib[0] = max(peak_kib[0], rss_kib(worker.pid))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        submitted_at = time.perf_counter()
+        ids = submit_jobs(stack, args.jobs, model)
+        enqueued_s = time.perf_counter() - submitted_at
+        while finished_count(stack, ids) < len(ids):
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - submitted_at
+        stop.set()
+        conveyor_peak = stack.fake_stats()["peak_in_flight"]
+
+        stack.reset_fake()
+        direct = run_direct(stack, args.jobs, model)
+        direct_peak = stack.fake_stats()["peak_in_flight"]
+
+        per_call = lambda peak, idle, n: f"{(peak - idle) / max(n, 1):.0f}"  # noqa: E731
+        floor_s = args.latency_ms / 1000
+        print_table(
+            f"{args.jobs} calls at {args.latency_ms} ms provider latency: one worker process "
+            f"({args.threads} threads) vs. one asyncio process calling the provider directly",
+            ["", "peak in flight", "wall s", "calls/s", "RSS idle MiB", "RSS peak MiB", "KiB per in-flight call"],
+            [
+                [
+                    "conveyor worker",
+                    conveyor_peak,
+                    f"{elapsed:.2f}",
+                    f"{args.jobs / elapsed:.0f}",
+                    f"{idle_kib / 1024:.0f}",
+                    f"{peak_kib[0] / 1024:.0f}",
+                    per_call(peak_kib[0], idle_kib, conveyor_peak),
+                ],
+                [
+                    "direct asyncio",
+                    direct_peak,
+                    f"{direct['elapsed']:.2f}",
+                    f"{args.jobs / direct['elapsed']:.0f}",
+                    f"{direct['idle_kib'] / 1024:.0f}",
+                    f"{direct['peak_kib'] / 1024:.0f}",
+                    per_call(direct["peak_kib"], direct["idle_kib"], direct_peak),
+                ],
+                ["floor", args.jobs, f"{floor_s:.2f}", f"{args.jobs / floor_s:.0f}", "", "", ""],
+            ],
+        )
+        print(f"  (writing and enqueueing the {args.jobs} jobs took {enqueued_s:.2f} s of the conveyor wall time)")
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
