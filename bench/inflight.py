@@ -98,14 +98,18 @@ def run_direct(stack, n: int, model: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--latency-ms", type=int, default=2000)
+    parser.add_argument("--latency-ms", default="2000,10000", help="comma-separated provider latencies")
     parser.add_argument("--threads", type=int, default=1100)
     args = parser.parse_args()
-    model = f"fake/inflight?latency_ms={args.latency_ms}"
+    for latency_ms in (int(x) for x in args.latency_ms.split(",")):
+        measure(args.jobs, latency_ms, args.threads)
 
+
+def measure(jobs: int, latency_ms: int, threads: int) -> None:
+    model = f"fake/inflight?latency_ms={latency_ms}"
     stack = start_bench_stack()
     try:
-        worker = stack.start_worker(concurrency=args.threads)
+        worker = stack.start_worker(concurrency=threads)
         time.sleep(1.0)
         idle_kib = rss_kib(worker.pid)
         stack.reset_fake()
@@ -117,10 +121,9 @@ def main() -> None:
                 peak_kib[0] = max(peak_kib[0], rss_kib(worker.pid))
                 time.sleep(0.05)
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        threading.Thread(target=sample, daemon=True).start()
         submitted_at = time.perf_counter()
-        ids = submit_jobs(stack, args.jobs, model)
+        ids = submit_jobs(stack, jobs, model)
         enqueued_s = time.perf_counter() - submitted_at
         while finished_count(stack, ids) < len(ids):
             time.sleep(0.1)
@@ -129,21 +132,23 @@ def main() -> None:
         conveyor_peak = stack.fake_stats()["peak_in_flight"]
 
         stack.reset_fake()
-        direct = run_direct(stack, args.jobs, model)
+        direct = run_direct(stack, jobs, model)
         direct_peak = stack.fake_stats()["peak_in_flight"]
 
-        per_call = lambda peak, idle, n: f"{(peak - idle) / max(n, 1):.0f}"  # noqa: E731
-        floor_s = args.latency_ms / 1000
+        def per_call(peak: int, idle: int, n: int) -> str:
+            return f"{(peak - idle) / max(n, 1):.0f}"
+
+        floor_s = latency_ms / 1000
         print_table(
-            f"{args.jobs} calls at {args.latency_ms} ms provider latency: one worker process "
-            f"({args.threads} threads) vs. one asyncio process calling the provider directly",
+            f"{jobs} calls at {latency_ms} ms provider latency: one worker process "
+            f"({threads} threads) vs. one asyncio process calling the provider directly",
             ["", "peak in flight", "wall s", "calls/s", "RSS idle MiB", "RSS peak MiB", "KiB per in-flight call"],
             [
                 [
                     "conveyor worker",
                     conveyor_peak,
                     f"{elapsed:.2f}",
-                    f"{args.jobs / elapsed:.0f}",
+                    f"{jobs / elapsed:.0f}",
                     f"{idle_kib / 1024:.0f}",
                     f"{peak_kib[0] / 1024:.0f}",
                     per_call(peak_kib[0], idle_kib, conveyor_peak),
@@ -152,15 +157,15 @@ def main() -> None:
                     "direct asyncio",
                     direct_peak,
                     f"{direct['elapsed']:.2f}",
-                    f"{args.jobs / direct['elapsed']:.0f}",
+                    f"{jobs / direct['elapsed']:.0f}",
                     f"{direct['idle_kib'] / 1024:.0f}",
                     f"{direct['peak_kib'] / 1024:.0f}",
                     per_call(direct["peak_kib"], direct["idle_kib"], direct_peak),
                 ],
-                ["floor", args.jobs, f"{floor_s:.2f}", f"{args.jobs / floor_s:.0f}", "", "", ""],
+                ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", ""],
             ],
         )
-        print(f"  (writing and enqueueing the {args.jobs} jobs took {enqueued_s:.2f} s of the conveyor wall time)")
+        print(f"  (writing and enqueueing the {jobs} jobs took {enqueued_s:.2f} s of the conveyor wall time)")
     finally:
         stack.stop()
 
