@@ -44,6 +44,8 @@ lint: install
 bench: install  ## benchmarks against the fake provider; figures printed beside their baseline
 	$(BIN)/python -m bench.call_overhead
 	$(BIN)/python -m bench.inflight
+	$(BIN)/python -m bench.stream_latency
+	$(BIN)/python -m bench.ratelimit
 
 api: install
 	$(BIN)/conveyor api

@@ -16,6 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.embedded import EmbeddedServices, embedded_environment, load_or_create_key
     from app.logging import configure_logging
     from app.main import create_app
+    from app.secrets import load_or_create_secret_key
     from app.store.db import run_migrations
 
     base = Settings()
@@ -25,6 +26,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         key = load_or_create_key(base.data_dir)
         configured = ",".join(filter(None, [base.api_keys, key]))
         env["CONVEYOR_API_KEYS"] = configured
+        if not base.secret_key:  # custom models' API keys are stored encrypted with it
+            env["CONVEYOR_SECRET_KEY"] = load_or_create_secret_key(base.data_dir)
         os.environ.update(env)
         settings = Settings()
         configure_logging(settings.log_level)

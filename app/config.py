@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     provider_max_connections: int = Field(4000, validation_alias=AliasChoices("CONVEYOR_PROVIDER_MAX_CONNECTIONS"))
     max_retry_after_seconds: float = Field(20.0, validation_alias=AliasChoices("CONVEYOR_MAX_RETRY_AFTER"))
     rate_limit_retries: int = Field(2, validation_alias=AliasChoices("CONVEYOR_RATE_LIMIT_RETRIES"))
+    embedding_model: str = Field(
+        "openai/text-embedding-3-small", validation_alias=AliasChoices("CONVEYOR_EMBEDDING_MODEL")
+    )
+    custom_model_cache_seconds: float = Field(
+        60.0, validation_alias=AliasChoices("CONVEYOR_CUSTOM_MODEL_CACHE_SECONDS")
+    )
+    # Encrypts stored provider credentials (custom models' api_key); see app/secrets.py.
+    secret_key: str = Field("", repr=False, validation_alias=AliasChoices("CONVEYOR_SECRET_KEY"))
 
     # --- billing --------------------------------------------------------------------------------
     platform_fee_rate: float = Field(0.0, validation_alias=AliasChoices("CONVEYOR_PLATFORM_FEE_RATE"))
@@ -58,6 +66,17 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(20, validation_alias=AliasChoices("CONVEYOR_DB_POOL_SIZE"))
     max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias=AliasChoices("CONVEYOR_MAX_BODY_BYTES"))
 
+    # --- delivery modes: jobs, streams, webhooks --------------------------------------------------
+    job_max_wait_seconds: float = Field(60.0, validation_alias=AliasChoices("CONVEYOR_JOB_MAX_WAIT_SECONDS"))
+    stream_keepalive_seconds: float = Field(15.0, validation_alias=AliasChoices("CONVEYOR_STREAM_KEEPALIVE"))
+    webhook_retry_schedule: str = Field(
+        "5,300,1800,7200,18000,36000,36000", validation_alias=AliasChoices("CONVEYOR_WEBHOOK_RETRY_SCHEDULE")
+    )
+    webhook_timeout_seconds: float = Field(15.0, validation_alias=AliasChoices("CONVEYOR_WEBHOOK_TIMEOUT"))
+    webhook_poll_interval_seconds: float = Field(1.0, validation_alias=AliasChoices("CONVEYOR_WEBHOOK_POLL_INTERVAL"))
+    webhook_max_inline_bytes: int = Field(64 * 1024, validation_alias=AliasChoices("CONVEYOR_WEBHOOK_MAX_INLINE_BYTES"))
+    allow_private_webhooks: bool = Field(False, validation_alias=AliasChoices("CONVEYOR_ALLOW_PRIVATE_WEBHOOKS"))
+
     # --- embedded mode --------------------------------------------------------------------------
     data_dir: Path = Field(Path(".conveyor"), validation_alias=AliasChoices("CONVEYOR_DATA_DIR"))
     demo: bool = Field(False, validation_alias=AliasChoices("CONVEYOR_DEMO"))
@@ -71,6 +90,22 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_db(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("a comma-separated list of seconds, e.g. 5,300,1800") from None
+        if any(delay < 0 for delay in delays):
+            raise ValueError("delays must be 0 or more seconds")
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """Seconds before each retry of a failed webhook delivery (retries = its length)."""
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(",") if part.strip())
 
     @property
     def api_key_list(self) -> list[str]:

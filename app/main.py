@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):  # noqa: ANN202
         state = AppState.build(settings)
         await run_in_threadpool(state.register_configured_keys)
-        await state.waiter.start()
+        await state.start()
         app.state.conveyor = state
         app.state.authenticator = ApiKeyAuthenticator(state.projects)
         try:

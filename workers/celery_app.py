@@ -8,6 +8,9 @@ from app.config import Settings
 
 INTERACTIVE_QUEUE = "conveyor.interactive"
 RUN_JOB = "conveyor.run_job"
+# Webhook sends wait on receivers, not on models: their own queue keeps them out of the calls' way.
+WEBHOOK_QUEUE = "conveyor.webhooks"
+DELIVER_WEBHOOK = "conveyor.deliver_webhook"
 
 
 def make_celery(settings: Settings) -> Celery:

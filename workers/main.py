@@ -12,11 +12,12 @@ from app.config import Settings
 from app.logging import configure_logging
 from app.store import keys
 from app.store.db import run_migrations
-from workers.celery_app import INTERACTIVE_QUEUE, make_celery
+from workers.celery_app import INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
 from workers.runner import JobRunner
 from workers.runtime import WorkerRuntime
 from workers.sweeper import LeaseSweeper
 from workers.tasks.calls import register_call_tasks
+from workers.tasks.webhooks import register_webhook_tasks
 
 log = logging.getLogger("conveyor.worker")
 
@@ -25,10 +26,19 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: b
     configure_logging(settings.log_level)
     if migrate:
         run_migrations(settings.database_url)
-    runtime = WorkerRuntime.build(settings)
     app = make_celery(settings)
+    runtime = WorkerRuntime.build(settings, app)
+    runtime.start()
     register_call_tasks(app, JobRunner(runtime))
-    sweeper = LeaseSweeper(runtime.jobs, app, settings.sweep_interval_seconds)
+    register_webhook_tasks(app, runtime)
+    sweeper = LeaseSweeper(
+        runtime.jobs,
+        app,
+        settings.sweep_interval_seconds,
+        deliveries=runtime.deliveries,
+        dispatcher=runtime.dispatcher,
+        webhook_interval_seconds=settings.webhook_poll_interval_seconds,
+    )
     sweeper.start()
     presence = keys.worker_presence(socket.gethostname(), os.getpid())
 
@@ -37,7 +47,8 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: b
         runtime.redis.set(presence, "ready", ex=24 * 3600)
 
     threads = concurrency or settings.worker_concurrency
-    log.info("worker starting", extra={"threads": threads, "queue": INTERACTIVE_QUEUE})
+    queues = f"{INTERACTIVE_QUEUE},{WEBHOOK_QUEUE}"
+    log.info("worker starting", extra={"threads": threads, "queues": queues})
     try:
         # Threads, not prefork: a job is almost all waiting on a provider, and the waiting happens on
         # the runtime's event loop; a thread per in-flight job costs tens of kilobytes.
@@ -46,7 +57,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: b
                 "worker",
                 "--pool=threads",
                 f"--concurrency={threads}",
-                f"--queues={INTERACTIVE_QUEUE}",
+                f"--queues={queues}",
                 f"--loglevel={settings.log_level}",
                 "--without-gossip",
                 "--without-mingle",

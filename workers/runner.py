@@ -2,7 +2,12 @@
 
 The thread blocks on the engine coroutine in slices of a third of the lease, renewing the lease
 between slices. A worker that dies stops renewing, and the sweeper hands the job to another worker;
-a worker that finds its lease gone abandons its work instead of writing a second result.
+a worker that finds its lease gone, or its job cancelled, abandons its work instead of writing.
+
+The final state, the spans and the webhook delivery are written in one transaction, only by the
+holder of the current lease: however often a job is redelivered, it has one result, is billed once,
+and its webhook carries that one result. Announcements (job done, stream end, webhook dispatch) go
+out after the commit; each has a backstop if it is lost (waiters re-check, the sweeper dispatches).
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from typing import Any
 
 from app.engine.executor import complete_task
 from app.engine.results import AttemptRecord, CallResult
+from app.engine.streaming import StreamMessage, complete_streaming
 from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
+from app.services.fewshot import select_examples
+from app.services.webhook_delivery import DISPATCH_GRACE
+from app.services.webhooks import new_delivery
 from app.store import keys
 from app.store.jobs import Claim
 from app.store.spans import spans_for_failure, spans_for_success
@@ -37,6 +46,10 @@ class LeaseLost(Exception):
     """Another worker now owns the job; this one must not write anything."""
 
 
+class JobCancelled(Exception):
+    """The API cancelled the job (and recorded it); this worker must not write anything."""
+
+
 class JobRunner:
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime
@@ -53,38 +66,66 @@ class JobRunner:
         except LeaseLost:
             log.warning("lease lost; abandoning job", extra={"job_id": job_id})
             return None
+        except JobCancelled:
+            log.info("job cancelled; its provider call was abandoned", extra={"job_id": job_id})
+            return None
         return self._finish(claim, outcome, started)
 
     def _execute(self, claim: Claim) -> CallResult | JobFailure:
-        task = task_from_dict(claim.job.task)
-        future = self.runtime.loop.submit(
-            complete_task(task, self.runtime.engine_deps, cache_scope=claim.job.project_id)
-        )
+        future = self.runtime.loop.submit(self._engine_call(claim))
         deadline = time.monotonic() + self.settings.job_hard_time_limit
         slice_seconds = max(self.settings.job_lease_seconds / 3, 0.2)
-        while True:
-            remaining = deadline - time.monotonic()
+        with self.runtime.cancels.watch(claim.job.id, future) as watch:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    return future.result(timeout=max(min(slice_seconds, remaining), 0.01))
+                except FutureTimeout:
+                    if time.monotonic() >= deadline:
+                        future.cancel()
+                        return self._failure(
+                            "JobTimeout",
+                            f"the job exceeded its hard time limit of {self.settings.job_hard_time_limit} s",
+                        )
+                    if not self.runtime.jobs.renew(claim.job.id, claim.token, self.settings.job_lease_seconds):
+                        future.cancel()
+                        raise LeaseLost() from None
+                except TaskFailed as exc:
+                    return JobFailure(_error_body(exc), exc.records)
+                except CancelledError:
+                    raise (JobCancelled() if watch.cancelled else LeaseLost()) from None
+                except ConveyorError as exc:
+                    return JobFailure(_error_body(exc), ())
+                except Exception as exc:  # a bug: keep the job honest and the worker alive
+                    log.exception("job crashed", extra={"job_id": claim.job.id})
+                    return self._failure("InternalServerError", f"internal error: {type(exc).__name__}")
+
+    async def _engine_call(self, claim: Claim) -> CallResult:
+        job = claim.job
+        task = task_from_dict(job.task)
+        deps = self.runtime.engine_deps
+        # Few-shot examples from the function's dataset, closest to the input first (never fails the call).
+        examples = await select_examples(self.runtime.db, job.project_id, job.function_id, task)
+        if not job.stream:
+            return await complete_task(task, deps, cache_scope=job.project_id, extra_examples=examples)
+        channel = keys.job_stream_channel(job.id)
+
+        async def publish(message: StreamMessage) -> None:
+            # A lost delta must not fail the call: the API replays the stored answer if it misses the end.
             try:
-                return future.result(timeout=max(min(slice_seconds, remaining), 0.01))
-            except FutureTimeout:
-                if time.monotonic() >= deadline:
-                    future.cancel()
-                    return self._failure(
-                        "JobTimeout",
-                        f"the job exceeded its hard time limit of {self.settings.job_hard_time_limit} s",
-                    )
-                if not self.runtime.jobs.renew(claim.job.id, claim.token, self.settings.job_lease_seconds):
-                    future.cancel()
-                    raise LeaseLost() from None
-            except TaskFailed as exc:
-                return JobFailure(_error_body(exc), exc.records)
-            except CancelledError:
-                raise LeaseLost() from None
-            except ConveyorError as exc:
-                return JobFailure(_error_body(exc), ())
-            except Exception as exc:  # a bug: keep the job honest and the worker alive
-                log.exception("job crashed", extra={"job_id": claim.job.id})
-                return self._failure("InternalServerError", f"internal error: {type(exc).__name__}")
+                await self.runtime.async_redis.publish(channel, message.encode())
+            except Exception:
+                log.warning("could not publish a stream message", extra={"job_id": job.id}, exc_info=True)
+
+        # A second delivery of the job may follow output its first worker streamed: it says so first.
+        return await complete_streaming(
+            task,
+            deps,
+            cache_scope=job.project_id,
+            publish=publish,
+            restarted=job.delivery_attempts > 1,
+            extra_examples=examples,
+        )
 
     @staticmethod
     def _failure(error_type: str, message: str) -> JobFailure:
@@ -93,30 +134,49 @@ class JobRunner:
     def _finish(self, claim: Claim, outcome: CallResult | JobFailure, started) -> JobStatus | None:  # noqa: ANN001
         job = claim.job
         if isinstance(outcome, CallResult):
-            status = JobStatus.succeeded
-            written = self.runtime.jobs.finish(
-                job.id,
-                claim.token,
-                status,
-                result=outcome.as_opper(job.span_id),
-                spans=spans_for_success(job, outcome),
-            )
+            status, result, error = JobStatus.succeeded, outcome.as_opper(job.span_id), None
+            spans = spans_for_success(job, outcome)
         else:
-            status = JobStatus.failed
-            written = self.runtime.jobs.finish(
-                job.id,
-                claim.token,
-                status,
-                error=outcome.error,
-                spans=spans_for_failure(job, outcome.error["message"], outcome.attempts, started),
-            )
+            status, result, error = JobStatus.failed, None, outcome.error
+            spans = spans_for_failure(job, outcome.error["message"], outcome.attempts, started)
+        delivery = new_delivery(
+            job,
+            status,
+            result=result,
+            error=error,
+            max_inline_bytes=self.settings.webhook_max_inline_bytes,
+            grace=DISPATCH_GRACE,
+        )
+        written = self.runtime.jobs.finish(
+            job.id,
+            claim.token,
+            status,
+            result=result,
+            error=error,
+            spans=spans,
+            extra_rows=[delivery] if delivery is not None else [],
+        )
         if not written:
             log.warning("job already finished elsewhere; result discarded", extra={"job_id": job.id})
             return None
-        # Persisted first, announced second: a waiter that hears this reads the stored result.
-        self.runtime.redis.publish(keys.job_done_channel(job.id), status.value)
+        self._announce(claim, status, delivery.id if delivery is not None else None)
         log.info("job finished", extra={"job_id": job.id, "status": status.value})
         return status
+
+    def _announce(self, claim: Claim, status: JobStatus, delivery_id: str | None) -> None:
+        """Persisted first, announced second: whoever hears these reads the stored result."""
+        job = claim.job
+        try:
+            self.runtime.redis.publish(keys.job_done_channel(job.id), status.value)
+            if job.stream:
+                self.runtime.redis.publish(keys.job_stream_channel(job.id), StreamMessage("end").encode())
+        except Exception:  # waiters and streams re-check the stored state
+            log.warning("could not announce a finished job", extra={"job_id": job.id}, exc_info=True)
+        if delivery_id is not None:
+            try:
+                self.runtime.dispatcher.dispatch(delivery_id)
+            except Exception:  # the sweeper dispatches it once DISPATCH_GRACE has passed
+                log.warning("could not dispatch a webhook delivery", extra={"job_id": job.id}, exc_info=True)
 
 
 def _error_body(exc: ConveyorError) -> dict[str, Any]:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import httpx
 import redis
 import redis.asyncio as aioredis
+from celery import Celery
 
 from app.config import Settings
 from app.engine.cache import RedisResultCache
 from app.engine.executor import EngineDeps
 from app.providers.registry import ProviderRegistry
+from app.services.model_catalog import ModelCatalog
+from app.services.webhook_delivery import WebhookDispatcher, WebhookSender
 from app.store.db import Database
 from app.store.jobs import JobRepository
+from app.store.webhooks import WebhookDeliveryRepository
+from workers.cancellation import CancelWatcher
 from workers.event_loop import EventLoopThread
 
 log = logging.getLogger("conveyor.worker")
@@ -25,32 +31,58 @@ class WorkerRuntime:
     db: Database
     jobs: JobRepository
     redis: redis.Redis  # for publishing from job threads
+    async_redis: aioredis.Redis  # for publishing stream deltas from the event loop
     loop: EventLoopThread
     engine_deps: EngineDeps
+    cancels: CancelWatcher
+    deliveries: WebhookDeliveryRepository
+    dispatcher: WebhookDispatcher
+    webhook_sender: WebhookSender
 
     @classmethod
-    def build(cls, settings: Settings) -> WorkerRuntime:
+    def build(cls, settings: Settings, celery: Celery) -> WorkerRuntime:
         # Job threads hold a connection only around claim/renew/finish, so the pool stays small.
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         loop = EventLoopThread()
-        deps = EngineDeps.from_settings(
-            settings,
-            resolver=ProviderRegistry(settings),
-            cache=RedisResultCache(aioredis.Redis.from_url(settings.redis_url)),
+        async_redis = aioredis.Redis.from_url(settings.redis_url)
+        sync_redis = redis.Redis.from_url(settings.redis_url)
+        registry = ProviderRegistry(settings, custom_models=ModelCatalog.from_settings(db, settings).load_custom)
+        deps = EngineDeps.from_settings(settings, resolver=registry, cache=RedisResultCache(async_redis))
+        registry.publish_prices_to(deps.prices)  # custom models bill at their own prices, as they load
+        deliveries = WebhookDeliveryRepository(db)
+        # Webhook threads block on their receiver for at most the timeout; redirects are not followed.
+        client = httpx.Client(
+            timeout=httpx.Timeout(
+                settings.webhook_timeout_seconds, connect=min(10.0, settings.webhook_timeout_seconds)
+            ),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
         return cls(
             settings=settings,
             db=db,
             jobs=JobRepository(db),
-            redis=redis.Redis.from_url(settings.redis_url),
+            redis=sync_redis,
+            async_redis=async_redis,
             loop=loop,
             engine_deps=deps,
+            cancels=CancelWatcher(async_redis, sync_redis, loop),
+            deliveries=deliveries,
+            dispatcher=WebhookDispatcher(deliveries, celery),
+            webhook_sender=WebhookSender(
+                client, schedule=settings.webhook_retry_delays, allow_private=settings.allow_private_webhooks
+            ),
         )
 
+    def start(self) -> None:
+        self.cancels.start()
+
     def close(self) -> None:
+        self.cancels.stop()
         try:
             self.loop.run(self.engine_deps.resolver.aclose(), timeout=5)
         except Exception:  # closing is best effort at shutdown
             log.exception("closing provider clients failed")
+        self.webhook_sender.client.close()
         self.loop.stop()
         self.db.dispose()

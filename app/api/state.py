@@ -10,12 +10,20 @@ from celery import Celery
 from app.config import Settings
 from app.providers.registry import ProviderRegistry
 from app.services.calls import CallService
+from app.services.idempotency import IdempotencyGuard
+from app.services.jobs import JobService
+from app.services.model_catalog import ModelCatalog
+from app.services.stream_hub import StreamHub
+from app.services.streaming import StreamService
 from app.services.waiter import JobWaiter
+from app.services.webhook_delivery import WebhookDispatcher
 from app.store.db import Database
 from app.store.functions import FunctionRepository
+from app.store.idempotency import IdempotencyRepository
 from app.store.jobs import JobRepository
 from app.store.projects import DEFAULT_PROJECT, ProjectRepository
 from app.store.spans import SpanRepository
+from app.store.webhooks import WebhookDeliveryRepository
 from workers.celery_app import make_celery
 
 
@@ -32,15 +40,32 @@ class AppState:
     spans: SpanRepository
     waiter: JobWaiter
     calls: CallService
+    stream_hub: StreamHub
+    stream_service: StreamService
+    job_service: JobService
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         redis = aioredis.Redis.from_url(settings.redis_url)
         celery = make_celery(settings)
-        registry = ProviderRegistry(settings)
+        catalog = ModelCatalog.from_settings(db, settings)
+        registry = ProviderRegistry(settings, custom_models=catalog.load_custom)
         functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
         waiter = JobWaiter(redis)
+        calls = CallService(settings, registry, functions, jobs, spans, celery, waiter, catalog)
+        hub = StreamHub(redis)
+        deliveries = WebhookDeliveryRepository(db)
+        job_service = JobService(
+            settings=settings,
+            calls=calls,
+            jobs=jobs,
+            deliveries=deliveries,
+            dispatcher=WebhookDispatcher(deliveries, celery),
+            guard=IdempotencyGuard(IdempotencyRepository(db), jobs),
+            waiter=waiter,
+            redis=redis,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -52,7 +77,10 @@ class AppState:
             jobs=jobs,
             spans=spans,
             waiter=waiter,
-            calls=CallService(settings, registry, functions, jobs, spans, celery, waiter),
+            calls=calls,
+            stream_hub=hub,
+            stream_service=StreamService(settings, calls, jobs, hub),
+            job_service=job_service,
         )
 
     def register_configured_keys(self) -> None:
@@ -63,7 +91,13 @@ class AppState:
             for key in keys:
                 self.projects.add_key(project, key)
 
+    async def start(self) -> None:
+        """Background listeners on Redis: job announcements and stream messages."""
+        await self.waiter.start()
+        await self.stream_hub.start()
+
     async def aclose(self) -> None:
+        await self.stream_hub.stop()
         await self.waiter.stop()
         await self.redis.aclose()
         await self.registry.aclose()

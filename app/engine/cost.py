@@ -94,6 +94,13 @@ class PriceTable:
         ) / 1_000_000
         return Cost(generation=generation, platform=generation * platform_fee_rate)
 
+    def set_price(self, price: ModelPrice) -> None:
+        """Add or replace an exact-name price at run time (custom models' prices, as workers load them)."""
+        if price.is_pattern:
+            raise ValueError(f"set_price takes an exact model name, not the pattern {price.name!r}")
+        self._exact[price.name] = price
+        self._warned.discard(price.name)
+
     def models(self) -> list[ModelPrice]:
         """Every entry, exact names first then patterns, each sorted by name (for `/v2/models`)."""
         return sorted(self._exact.values(), key=lambda p: p.name) + sorted(self._patterns, key=lambda p: p.name)

@@ -23,6 +23,7 @@ from app.providers.base import ModelResolver, Usage
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.engine.streaming import AttemptListener
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,20 @@ def validate_task_input(task: TaskSpec) -> None:
 
 
 async def complete_task(
-    task: TaskSpec, deps: EngineDeps, *, cache_scope: str, extra_examples: Sequence[Example] = ()
+    task: TaskSpec,
+    deps: EngineDeps,
+    *,
+    cache_scope: str,
+    extra_examples: Sequence[Example] = (),
+    listener: AttemptListener | None = None,
 ) -> CallResult:
     """Run `task` through its model chain, or serve it from the cache when `cache_ttl` > 0.
 
     A cache hit costs nothing and calls no provider: it comes back with `cached=True`, zero usage
     and cost, and no attempts. Only successes are stored. The key covers the task, not the dataset
     few-shot `extra_examples`, so a hit can predate a dataset change (bounded by the TTL).
-    Raises TaskFailed when every model fails.
+    Raises TaskFailed when every model fails. With a `listener` (app/engine/streaming.py) each
+    attempt is streamed from the provider and its deltas and failures are reported as they happen.
     """
     ttl = task.config.cache_ttl
     cache = deps.cache if ttl > 0 else None
@@ -100,7 +107,7 @@ async def complete_task(
         sleep=deps.sleep,
         clock=deps.clock,
     )
-    result = await chain.run(task, extra_examples=extra_examples)
+    result = await chain.run(task, extra_examples=extra_examples, listener=listener)
     if cache is not None:
         await _cache_set(cache, cache_scope, key, result, ttl)
     return result

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.engine import prompts
 from app.engine.cost import PriceTable
@@ -26,10 +27,14 @@ from app.errors import (
     FailedAttempt,
     ProviderError,
     ProviderRateLimited,
+    ProviderResponseError,
     StructuredOutputError,
     TaskFailed,
 )
-from app.providers.base import Completion, CompletionRequest, Message, ModelResolver, ResolvedModel, Usage
+from app.providers.base import Completion, CompletionRequest, Message, ModelResolver, ResolvedModel, TextDelta, Usage
+
+if TYPE_CHECKING:
+    from app.engine.streaming import AttemptListener
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,7 @@ class StructuredAttemptLoop:
         rate_limit: RateLimitPolicy,
         sleep: Sleep,
         clock: Clock,
+        listener: AttemptListener | None = None,
     ) -> None:
         self.spec = spec
         self.resolved = resolved
@@ -93,6 +99,8 @@ class StructuredAttemptLoop:
         self.rate_limit = rate_limit
         self.sleep = sleep
         self.clock = clock
+        self.listener = listener  # set: stream each attempt and report its deltas and failures
+        self._partial: list[str] = []
 
     async def run(self, messages: tuple[Message, ...]) -> ModelRun:
         records: list[AttemptRecord] = []
@@ -100,9 +108,10 @@ class StructuredAttemptLoop:
         while generations < self.max_attempts:
             started = self.clock()
             try:
-                completion = await self.resolved.provider.complete(self._request(messages))
+                completion = await self._generate(self._request(messages))
             except ProviderRateLimited as err:
                 records.append(self._failure(len(records) + 1, started, err))
+                await self._report(records[-1])
                 wait = self.rate_limit.default_wait if err.retry_after is None else err.retry_after
                 if waits >= self.rate_limit.retries or wait > self.rate_limit.max_retry_after:
                     return ModelRun(tuple(records), None)
@@ -111,17 +120,42 @@ class StructuredAttemptLoop:
                 continue
             except ProviderError as err:
                 records.append(self._failure(len(records) + 1, started, err))
+                if self._partial:  # a stream that broke off: the span shows what had arrived
+                    records[-1] = replace(records[-1], output_text="".join(self._partial))
+                await self._report(records[-1])
                 return ModelRun(tuple(records), None)
             generations += 1
             try:
                 answer = self._accept(completion.text)
             except StructuredOutputError as err:
                 records.append(self._failure(len(records) + 1, started, err, completion))
+                await self._report(records[-1])
                 messages = prompts.reask_messages(messages, completion.text, err.errors or [err.message])
                 continue
             records.append(self._record(len(records) + 1, started, completion))
             return ModelRun(tuple(records), answer)
         return ModelRun(tuple(records), None)
+
+    async def _generate(self, request: CompletionRequest) -> Completion:
+        """One request: a plain completion, or with a listener a stream whose deltas it forwards."""
+        if self.listener is None:
+            return await self.resolved.provider.complete(request)
+        self._partial = []
+        completion: Completion | None = None
+        async with aclosing(self.resolved.provider.stream(request)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    self._partial.append(event.text)
+                    await self.listener.on_delta(event.text)
+                else:
+                    completion = event
+        if completion is None:
+            raise ProviderResponseError("the stream ended without a final message", model=self.spec.name)
+        return completion
+
+    async def _report(self, record: AttemptRecord) -> None:
+        if self.listener is not None:
+            await self.listener.on_attempt_failed(record)
 
     def _request(self, messages: tuple[Message, ...]) -> CompletionRequest:
         return CompletionRequest(
@@ -189,8 +223,12 @@ class FallbackChain:
         self.sleep = sleep
         self.clock = clock
 
-    async def run(self, task: TaskSpec, *, extra_examples: Sequence[Example] = ()) -> CallResult:
-        """The first accepted answer; raises TaskFailed (with every attempt) when all models fail."""
+    async def run(
+        self, task: TaskSpec, *, extra_examples: Sequence[Example] = (), listener: AttemptListener | None = None
+    ) -> CallResult:
+        """The first accepted answer; raises TaskFailed (with every attempt) when all models fail.
+
+        With a `listener` every attempt is streamed from the provider and reported to it as it runs."""
         if not task.models:
             raise BadRequest("no model to run the task on", field_name="model")
         started = self.clock()
@@ -201,7 +239,7 @@ class FallbackChain:
         messages = prompts.build_messages(task, extra_examples=extra_examples, native_schema=native)
         records: list[AttemptRecord] = []
         for spec, resolved in chain:
-            run = await self._loop(spec, resolved, schema, native, task.config.max_attempts).run(messages)
+            run = await self._loop(spec, resolved, schema, native, task.config.max_attempts, listener).run(messages)
             records.extend(run.records)
             if run.answer is not None:
                 return CallResult(
@@ -228,6 +266,7 @@ class FallbackChain:
         schema: Mapping[str, Any] | None,
         native: bool,
         attempts: int,
+        listener: AttemptListener | None = None,
     ) -> StructuredAttemptLoop:
         return StructuredAttemptLoop(
             spec,
@@ -240,6 +279,7 @@ class FallbackChain:
             rate_limit=self.rate_limit,
             sleep=self.sleep,
             clock=self.clock,
+            listener=listener,
         )
 
 

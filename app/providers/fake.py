@@ -6,6 +6,7 @@ at once: every wait is an `asyncio.sleep`, and the per-request work is a few dic
 
     POST /v1/chat/completions   OpenAI (non-stream, or SSE ending with `data: [DONE]`)
     POST /v1/messages           Anthropic (non-stream, or its event stream)
+    POST /v1/embeddings         OpenAI embeddings: bag-of-words hashed vectors (similar words, similar vectors)
     GET  /healthz               liveness
     GET  /stats                 counters and the last requests received (secrets redacted)
     POST /stats/reset           zero the counters and the fail_times tallies
@@ -29,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from app.providers.fake_formats import AnthropicFormat, FakeReply, OpenAIFormat, WireFormat
+from app.providers.fake_formats import AnthropicFormat, EmbeddingsFormat, FakeReply, OpenAIFormat, WireFormat
 from app.providers.fake_script import FakeScript, ScriptError, plan_answer
 from app.providers.fake_state import FakeState
 
@@ -79,8 +80,12 @@ def create_fake_provider_app(rate_limit_per_second: float | None = None) -> Star
 
         return Route(fmt.path, endpoint, methods=["POST"])
 
+    async def embeddings(request: Request) -> Response:
+        return await _embed(request, state)
+
     routes = [
         Route("/healthz", healthz),
+        Route(EmbeddingsFormat.path, embeddings, methods=["POST"]),
         Route("/stats", stats),
         Route("/stats/reset", reset, methods=["POST"]),
         model_route(OpenAIFormat()),
@@ -131,6 +136,28 @@ async def _answer(request: Request, fmt: WireFormat, state: FakeState) -> Respon
     finally:
         if not streaming:
             state.end()
+
+
+async def _embed(request: Request, state: FakeState) -> Response:
+    """Embeddings, with the same model-name directives for latency and failures as completions."""
+    state.begin()
+    fmt = OpenAIFormat()
+    try:
+        try:
+            body = json.loads(await request.body())
+            ask = EmbeddingsFormat.parse(body)
+            state.record(f"emb-{fmt.new_id()}", EmbeddingsFormat.path, request.headers, body)
+            script = FakeScript.parse(ask.model)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # ScriptError is a ValueError
+            return _error(fmt, state, 400, f"malformed embeddings request: {exc}")
+        await asyncio.sleep(script.latency_ms / 1000)
+        status = script.failure_status(state.attempt(ask.model))
+        if status is not None:
+            return _error(fmt, state, status, f"simulated failure ({status}) for {script.model}", script.retry_after)
+        state.count_status(200)
+        return JSONResponse(EmbeddingsFormat.body(ask, script.model))
+    finally:
+        state.end()
 
 
 def _error(fmt: WireFormat, state: FakeState, status: int, message: str, retry: float | None = None) -> Response:

@@ -1,9 +1,12 @@
 """The two wire formats the fake provider speaks: reading a request, and shaping answers, errors
-and stream events the way OpenAI chat completions and Anthropic messages do."""
+and stream events the way OpenAI chat completions and Anthropic messages do; and OpenAI embeddings."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -230,3 +233,68 @@ class AnthropicFormat:
 
 
 WireFormat = OpenAIFormat | AnthropicFormat
+
+
+# --- embeddings -----------------------------------------------------------------------------------
+
+EMBEDDING_DIMENSIONS = 256
+_EMBEDDING_WORDS = re.compile(r"[^\W_]+")
+# Function words would make every English sentence look alike; real embeddings weigh them little too.
+_EMBEDDING_STOP_WORDS = frozenset(
+    ("a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "i", "in", "is", "it")
+    + ("its", "my", "of", "on", "or", "the", "this", "to", "was", "what", "with", "you")
+)
+
+
+def hashed_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic bag-of-words vector: each word (but common function words) adds ±1 to a slot
+    picked by its hash, then the vector is L2-normalised. Texts that share words point the same way,
+    so cosine similarity ranks lexical overlap, which is enough for tests to show relevance ranking."""
+    vector = [0.0] * dimensions
+    for word in _EMBEDDING_WORDS.findall(text.lower()):
+        if word in _EMBEDDING_STOP_WORDS:
+            continue
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        vector[int.from_bytes(digest[:4], "big") % dimensions] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if not norm:  # no words: a fixed unit vector rather than zeros, which have no direction
+        return [1.0] + [0.0] * (dimensions - 1)
+    return [x / norm for x in vector]
+
+
+@dataclass(frozen=True)
+class EmbeddingAsk:
+    model: str
+    texts: tuple[str, ...]
+    dimensions: int
+
+
+class EmbeddingsFormat:
+    """`POST /v1/embeddings`, as OpenAI answers it (float vectors only)."""
+
+    path = "/v1/embeddings"
+
+    @staticmethod
+    def parse(body: Mapping[str, Any]) -> EmbeddingAsk:
+        raw = body["input"]
+        texts = (raw,) if isinstance(raw, str) else tuple(raw)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError("input must be a string or a non-empty list of strings")
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        if not 1 <= dimensions <= 4096:
+            raise ValueError("dimensions must be from 1 to 4096")
+        return EmbeddingAsk(model=str(body["model"]), texts=texts, dimensions=dimensions)
+
+    @staticmethod
+    def body(ask: EmbeddingAsk, model: str) -> dict[str, Any]:
+        tokens = sum(len(_EMBEDDING_WORDS.findall(t)) for t in ask.texts)
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_embedding(t, ask.dimensions)}
+            for i, t in enumerate(ask.texts)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }

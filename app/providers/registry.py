@@ -11,13 +11,26 @@ import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
 from app.config import Settings
+from app.engine.cost import ModelPrice, PriceTable
 from app.errors import BadRequest
 from app.providers.anthropic import AnthropicProvider
 from app.providers.base import Provider, ResolvedModel
+from app.providers.custom import (
+    CUSTOM_PREFIX,
+    CustomModelCache,
+    CustomModelConfig,
+    CustomModelEmbeddings,
+    CustomModelLoader,
+    CustomModelProvider,
+)
+from app.providers.embeddings import EmbeddingsClient, OpenAIEmbeddings
 from app.providers.openai import OpenAIProvider
 
 ProviderFactory = Callable[[httpx.AsyncClient], Provider]
 """Builds one adapter on the registry's shared client (closures carry base URLs and keys)."""
+
+EmbeddingsFactory = Callable[[httpx.AsyncClient, str], EmbeddingsClient]
+"""Builds an embeddings client for a provider-side model id on the registry's shared client."""
 
 
 def provider_http_limits(settings: Settings) -> httpx.Limits:
@@ -46,9 +59,12 @@ class ProviderRegistry:
     per event loop: a worker that runs each job under `asyncio.run` gets a fresh client per loop
     instead of one whose pooled connections belong to a closed loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, custom_models: CustomModelLoader | None = None) -> None:
+        """`custom_models` loads a custom model by id (a database read); with it, `custom/<id>` resolves."""
         self._settings = settings
         self._factories: dict[str, ProviderFactory] = {}
+        self._embeddings: dict[str, EmbeddingsFactory] = {}
+        self._prices: PriceTable | None = None
         self._scopes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopScope] = weakref.WeakKeyDictionary()
         # Resolved outside any loop (validation, sync code): its client binds to whichever loop uses it.
         self._unbound: _LoopScope | None = None
@@ -62,6 +78,18 @@ class ProviderRegistry:
         self.register("fake", lambda c: OpenAIProvider("fake", f"{fake_url}/v1", "fake-key", c))
         # The fake speaks both wire formats; this prefix exercises the Anthropic adapter offline.
         self.register("fake-anthropic", lambda c: AnthropicProvider("fake-anthropic", fake_url, "fake-key", c))
+        self.register_embeddings(
+            "openai", lambda c, m: OpenAIEmbeddings(f"openai/{m}", s.openai_base_url, s.openai_api_key, m, c)
+        )
+        self.register_embeddings("fake", lambda c, m: OpenAIEmbeddings(f"fake/{m}", f"{fake_url}/v1", "fake-key", m, c))
+        self.custom_models: CustomModelCache | None = None
+        if custom_models is not None:
+            cache = CustomModelCache(
+                custom_models, ttl_seconds=s.custom_model_cache_seconds, on_load=self._publish_price
+            )
+            self.custom_models = cache
+            self.register(CUSTOM_PREFIX, lambda c: CustomModelProvider(cache, c))
+            self.register_embeddings(CUSTOM_PREFIX, lambda c, m: CustomModelEmbeddings(cache, m, c))
 
     def register(self, prefix: str, factory: ProviderFactory) -> None:
         """Add or replace a provider prefix. Adapters already built for it are dropped."""
@@ -71,10 +99,30 @@ class ProviderRegistry:
         for scope in self._all_scopes():
             scope.providers.pop(prefix, None)
 
+    def register_embeddings(self, prefix: str, factory: EmbeddingsFactory) -> None:
+        """Give a provider prefix an OpenAI-compatible embeddings endpoint."""
+        self._embeddings[prefix] = factory
+
     def known_prefixes(self) -> list[str]:
         return sorted(self._factories)
 
-    def resolve(self, model_name: str) -> ResolvedModel:
+    def publish_prices_to(self, prices: PriceTable) -> None:
+        """Register each custom model's prices in `prices` as it loads, so the engine bills them."""
+        self._prices = prices
+
+    def _publish_price(self, config: CustomModelConfig) -> None:
+        if self._prices is not None:
+            self._prices.set_price(
+                ModelPrice(
+                    name=config.model_name,
+                    input_per_million=config.input_cost_per_token * 1_000_000,
+                    output_per_million=config.output_cost_per_token * 1_000_000,
+                    hosting_provider="custom",
+                    location="custom",
+                )
+            )
+
+    def _split(self, model_name: str) -> tuple[str, str]:
         """Split on the first `/` only: model ids may themselves contain `/`, `?`, `=` or `&`."""
         prefix, slash, model_id = model_name.partition("/")
         if not slash or not model_id or prefix not in self._factories:
@@ -83,11 +131,26 @@ class ProviderRegistry:
                 f"{', '.join(self.known_prefixes())}",
                 field_name="model",
             )
+        return prefix, model_id
+
+    def resolve(self, model_name: str) -> ResolvedModel:
+        prefix, model_id = self._split(model_name)
         scope = self._scope()
         provider = scope.providers.get(prefix)
         if provider is None:
             provider = scope.providers[prefix] = self._factories[prefix](scope.client)
         return ResolvedModel(provider, model_id)
+
+    def embeddings(self, model_name: str) -> EmbeddingsClient:
+        """An embeddings client for `provider/model`; BadRequest (field `model`) for a provider without one."""
+        prefix, model_id = self._split(model_name)
+        factory = self._embeddings.get(prefix)
+        if factory is None:
+            raise BadRequest(
+                f"{prefix!r} models have no embeddings endpoint; use one of {', '.join(sorted(self._embeddings))}",
+                field_name="model",
+            )
+        return factory(self._scope().client, model_id)
 
     async def aclose(self) -> None:
         """Close the clients this loop may close: its own and one never bound to a loop."""

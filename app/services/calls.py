@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from functools import partial
 
 from celery import Celery
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
-from app.engine.task import task_to_dict
-from app.errors import BadRequest, CallTimedOut, ServiceUnavailable, StoredJobError
+from app.engine.task import TaskSpec, task_to_dict
+from app.errors import BadRequest, CallTimedOut, NotFound, ServiceUnavailable, StoredJobError
 from app.providers.base import ModelResolver
 from app.schemas.calls import CallRequest, CallResponse
-from app.services.task_builder import build_task, function_definition
+from app.schemas.functions import FunctionCallRequest
+from app.services.model_catalog import ModelCatalog
+from app.services.task_builder import build_task, function_call_request, function_definition
 from app.services.waiter import JobWaiter
 from app.store.functions import FunctionRepository
 from app.store.jobs import JobRecord, JobRepository, NewJob
@@ -33,16 +36,21 @@ class CallService:
     spans: SpanRepository
     celery: Celery
     waiter: JobWaiter
+    catalog: ModelCatalog | None = None  # expands aliases and custom model names; None: names as given
+
+    async def _build_task(self, project: ProjectRef, request: CallRequest) -> TaskSpec:
+        """The resolved task; run in a thread because expanding model names reads the database."""
+        expand = partial(self.catalog.expand, project.id) if self.catalog is not None else None
+        return await run_in_threadpool(
+            partial(
+                build_task, request, default_model=self.settings.default_model, resolver=self.resolver, expand=expand
+            )
+        )
 
     async def submit(self, project: ProjectRef, request: CallRequest) -> JobRecord:
-        """Validate, record and enqueue a call. Raises BadRequest before anything is written."""
-        task = build_task(request, default_model=self.settings.default_model, resolver=self.resolver)
-        parent = str(request.parent_span_id) if request.parent_span_id else None
-        trace_id = str(uuid.uuid4())
-        if parent:
-            trace_id = await run_in_threadpool(self.spans.trace_of, project.id, parent)
-            if trace_id is None:
-                raise BadRequest("no span with this id in this project", field_name="parent_span_id")
+        """Validate and record a call as a queued job (`enqueue` sends it). BadRequest before any write."""
+        task = await self._build_task(project, request)
+        parent, trace_id = await self._trace_for(project, request)
         ref = await run_in_threadpool(
             self.functions.ensure_for_call, project.id, request.name, function_definition(request)
         )
@@ -58,6 +66,43 @@ class CallService:
             ),
         )
 
+    async def submit_function_call(
+        self, project: ProjectRef, function_id: str, revision_id: str | None, body: FunctionCallRequest
+    ) -> JobRecord:
+        """Validate and record (not enqueue) a call of a stored function, at `revision_id` or its latest.
+
+        The stored instructions, schemas, model and configuration apply; `body` brings the input,
+        examples, tags and parent span. Raises NotFound / BadRequest before anything is written."""
+        function = await run_in_threadpool(self.functions.at_revision, project.id, function_id, revision_id)
+        if function is None:
+            if revision_id is not None and await run_in_threadpool(self.functions.get, project.id, function_id):
+                raise NotFound("revision not found", detail=f"revision_id: no revision {revision_id} of this function")
+            raise NotFound("function not found", detail=f"function_id: no function {function_id} in this project")
+        request = function_call_request(function, body)
+        task = await self._build_task(project, request)
+        parent, trace_id = await self._trace_for(project, request)
+        return await run_in_threadpool(
+            self.jobs.create,
+            NewJob(
+                project_id=project.id,
+                task=task_to_dict(task),
+                trace_id=trace_id,
+                function_id=function.id,
+                revision_id=function.revision_id,
+                parent_span_id=parent,
+            ),
+        )
+
+    async def _trace_for(self, project: ProjectRef, request: CallRequest) -> tuple[str | None, str]:
+        """(parent span id, trace id): the parent's trace, or a new trace for a root call."""
+        parent = str(request.parent_span_id) if request.parent_span_id else None
+        if parent is None:
+            return None, str(uuid.uuid4())
+        trace_id = await run_in_threadpool(self.spans.trace_of, project.id, parent)
+        if trace_id is None:
+            raise BadRequest("no span with this id in this project", field_name="parent_span_id")
+        return parent, trace_id
+
     async def enqueue(self, job: JobRecord) -> None:
         try:
             await run_in_threadpool(self.celery.send_task, RUN_JOB, args=[job.id], queue=INTERACTIVE_QUEUE)
@@ -71,25 +116,21 @@ class CallService:
     async def wait_for_result(self, job: JobRecord, announced: asyncio.Event, timeout: float) -> CallResponse:
         """Wait (inside `waiter.expect(job.id)`) until the job is final; its response or its error."""
 
+        final: list[JobRecord] = []  # the read that found the job done also carries its result
+
         async def is_done() -> bool:
             current = await run_in_threadpool(self.jobs.get, job.id)
-            return current is not None and current.status.is_final
+            if current is not None and current.status.is_final:
+                final.append(current)
+                return True
+            return False
 
         if not await self.waiter.wait(announced, is_done, timeout):
             raise CallTimedOut(
                 f"the call did not finish within {timeout:g} s; it keeps running",
                 detail={"job_id": job.id, "span_id": job.span_id},
             )
-        return response_of(await run_in_threadpool(self.jobs.get, job.id))
-
-    async def run_and_wait(self, job: JobRecord) -> CallResponse:
-        """Enqueue a submitted job and wait for its result."""
-        with self.waiter.expect(job.id) as announced:
-            await self.enqueue(job)
-            return await self.wait_for_result(job, announced, self.settings.call_wait_seconds)
-
-    async def call_and_wait(self, project: ProjectRef, request: CallRequest) -> CallResponse:
-        return await self.run_and_wait(await self.submit(project, request))
+        return response_of(final[-1])
 
 
 def response_of(job: JobRecord) -> CallResponse:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.engine.executor import check_task_schemas, validate_task_input
+from app.engine.structured import check_schema
 from app.engine.task import DEFAULT_INSTRUCTIONS, Example, InvocationConfig, ModelSpec, TaskSpec
 from app.errors import BadRequest
 from app.providers.base import ModelResolver
 from app.schemas.calls import CallRequest, ModelInput, ModelObject
+from app.schemas.functions import FunctionCallRequest
+from app.store.functions import AUTO_SAVE_KEY, FunctionDefinition, FunctionRecord
 
 # configuration key -> (InvocationConfig field, type, lowest, highest)
 _CONFIG_KEYS: dict[str, tuple[str, type, int, int]] = {
@@ -36,7 +42,15 @@ def parse_configuration(configuration: dict[str, Any] | None) -> InvocationConfi
     return InvocationConfig(**values)
 
 
-def parse_models(model: ModelInput | None, default_model: str, resolver: ModelResolver) -> tuple[ModelSpec, ...]:
+ModelExpander = Callable[[tuple[ModelSpec, ...]], tuple[ModelSpec, ...]]
+"""A project's `ModelCatalog.expand`: aliases to their fallbacks, custom model names to `custom/<id>`."""
+
+
+def parse_models(
+    model: ModelInput | None, default_model: str, resolver: ModelResolver, expand: ModelExpander | None = None
+) -> tuple[ModelSpec, ...]:
+    """The chain to run. With `expand` (sync, reads the database: call from a thread), aliases and custom
+    model names are expanded first; each resulting model must then resolve to a provider."""
     if model is None:
         entries: list[str | ModelObject] = [default_model]
     elif isinstance(model, list):
@@ -53,15 +67,19 @@ def parse_models(model: ModelInput | None, default_model: str, resolver: ModelRe
             else ModelSpec(entry.name, dict(entry.options or {}), dict(entry.extra_headers or {}))
         )
         try:
-            resolver.resolve(spec.name)
+            expanded = expand((spec,)) if expand is not None else (spec,)
+            for one in expanded:
+                resolver.resolve(one.name)
         except BadRequest as exc:
             where = "model" if len(entries) == 1 and not isinstance(model, list) else f"model[{index}]"
             raise BadRequest(exc.message, field_name=where) from None
-        specs.append(spec)
+        specs.extend(expanded)
     return tuple(specs)
 
 
-def build_task(request: CallRequest, *, default_model: str, resolver: ModelResolver) -> TaskSpec:
+def build_task(
+    request: CallRequest, *, default_model: str, resolver: ModelResolver, expand: ModelExpander | None = None
+) -> TaskSpec:
     task = TaskSpec(
         name=request.name,
         instructions=request.instructions or DEFAULT_INSTRUCTIONS,
@@ -69,7 +87,7 @@ def build_task(request: CallRequest, *, default_model: str, resolver: ModelResol
         output_schema=request.output_schema,
         input=request.input,
         examples=tuple(Example(e.input, e.output, e.comment) for e in request.examples or ()),
-        models=parse_models(request.model, default_model, resolver),
+        models=parse_models(request.model, default_model, resolver, expand),
         config=parse_configuration(request.configuration),
         tags=dict(request.tags or {}),
     )
@@ -78,7 +96,52 @@ def build_task(request: CallRequest, *, default_model: str, resolver: ModelResol
     return task
 
 
-def function_definition(request: CallRequest) -> dict[str, Any]:
+def function_definition(request: CallRequest) -> FunctionDefinition:
     """What a function revision records from a `/call` request."""
     data = request.model_dump(mode="json", include={"input_schema", "output_schema", "model", "configuration"})
-    return {"instructions": request.instructions or DEFAULT_INSTRUCTIONS, **data}
+    return FunctionDefinition(instructions=request.instructions or DEFAULT_INSTRUCTIONS, **data)
+
+
+def check_definition_parts(
+    *,
+    resolver: ModelResolver,
+    default_model: str,
+    input_schema: dict[str, Any] | None = None,
+    output_schema: dict[str, Any] | None = None,
+    model: ModelInput | None = None,
+    configuration: dict[str, Any] | None = None,
+    expand: ModelExpander | None = None,
+) -> None:
+    """Refuse (400, naming the field) a function definition's schemas, model or configuration."""
+    if input_schema is not None:
+        check_schema(input_schema, "input_schema")
+    if output_schema is not None:
+        check_schema(output_schema, "output_schema")
+    parse_models(model, default_model, resolver, expand)
+    parse_configuration(configuration)
+    auto_save = (configuration or {}).get(AUTO_SAVE_KEY)
+    if auto_save is not None and not isinstance(auto_save, bool):
+        raise BadRequest("must be true or false", field_name=f"configuration.{AUTO_SAVE_KEY}")
+
+
+def function_call_request(function: FunctionRecord, body: FunctionCallRequest) -> CallRequest:
+    """A `/call` request equivalent to calling the stored function (at its revision) with `body`."""
+    definition = function.definition
+    try:
+        return CallRequest(
+            name=function.name,
+            instructions=definition.instructions or None,
+            input_schema=definition.input_schema,
+            output_schema=definition.output_schema,
+            input=body.input,
+            model=definition.model,
+            examples=body.examples,
+            parent_span_id=body.parent_span_id,
+            tags=body.tags,
+            configuration=definition.configuration,
+        )
+    except ValidationError as exc:  # stored definitions were validated; this guards older rows
+        raise BadRequest(
+            f"the stored definition of function {function.name!r} cannot be used: {exc.errors()[0]['msg']}",
+            field_name="function_id",
+        ) from None

@@ -8,14 +8,15 @@ current lease token can finish the job, and only while it is still running.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from app.store.db import Database
-from app.store.tables import Job, JobStatus, Span, utcnow
+from app.store.tables import Base, Function, Job, JobStatus, Span, utcnow
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,15 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    stream: bool = False
+    webhook_url: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    meta: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The task's (function's) name as the job ran it."""
+        return str(self.task.get("name") or "")
 
     @classmethod
     def of(cls, job: Job) -> JobRecord:
@@ -64,7 +74,30 @@ class JobRecord:
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            stream=bool(job.stream),
+            webhook_url=job.webhook_url,
+            webhook_secrets=tuple(job.webhook_secrets or ()),
+            meta=job.meta,
         )
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """How a submitted job's outcome is delivered, besides being stored."""
+
+    stream: bool = False
+    webhook_url: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    statuses: tuple[JobStatus, ...] = ()
+    function_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
 
 
 @dataclass(frozen=True)
@@ -94,6 +127,22 @@ class JobRepository:
             session.add(job)
             session.flush()
             return JobRecord.of(job)
+
+    def attach_delivery(self, job_id: str, options: DeliveryOptions) -> JobRecord:
+        """Record how a just-submitted (still queued, not yet enqueued) job is to be delivered."""
+        with self.db.transaction() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    stream=options.stream,
+                    webhook_url=options.webhook_url,
+                    webhook_secrets=list(options.webhook_secrets) or None,
+                    meta=options.meta,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return JobRecord.of(session.get(Job, job_id))
 
     def get(self, job_id: str, *, project_id: str | None = None) -> JobRecord | None:
         """A job by id; with `project_id`, only when it belongs to that project."""
@@ -151,9 +200,11 @@ class JobRepository:
         *,
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
-        spans: list[Span] = (),
+        spans: Sequence[Span] = (),
+        extra_rows: Sequence[Base] = (),
     ) -> bool:
-        """Write the one final state and its spans atomically; False if this lease no longer holds."""
+        """Write the one final state, its spans and `extra_rows` (its webhook delivery) atomically;
+        False if this lease no longer holds."""
         with self.db.transaction() as session:
             written = session.execute(
                 update(Job)
@@ -170,8 +221,58 @@ class JobRepository:
             ).rowcount
             if not written:
                 return False
-            session.add_all(list(spans))
+            session.add_all([*spans, *extra_rows])
             return True
+
+    def cancel(
+        self,
+        job_id: str,
+        *,
+        error: dict[str, Any],
+        spans: Sequence[Span] = (),
+        extra_rows: Sequence[Base] = (),
+    ) -> bool:
+        """Move a queued or running job to `cancelled` with its rows; False if it had already ended.
+
+        A running job's worker loses its lease with this (renew and finish need `running`)."""
+        with self.db.transaction() as session:
+            written = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+                .values(
+                    status=JobStatus.cancelled,
+                    error=error,
+                    finished_at=utcnow(),
+                    lease_token=None,
+                    lease_expires_at=None,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not written:
+                return False
+            session.add_all([*spans, *extra_rows])
+            return True
+
+    def find(self, project_id: str, filters: JobFilters, *, offset: int, limit: int) -> tuple[list[JobRecord], int]:
+        """A page of the project's jobs matching `filters`, newest first, and the total count."""
+        conditions = [Job.project_id == project_id]
+        if filters.statuses:
+            conditions.append(Job.status.in_(filters.statuses))
+        if filters.function_name is not None:
+            named = select(Function.id).where(Function.project_id == project_id, Function.name == filters.function_name)
+            conditions.append(Job.function_id.in_(named))
+        for key, value in filters.tags.items():
+            conditions.append(Job.task[("tags", key)].as_string() == value)
+        if filters.created_after is not None:
+            conditions.append(Job.created_at >= filters.created_after)
+        if filters.created_before is not None:
+            conditions.append(Job.created_at < filters.created_before)
+        with self.db.transaction() as session:
+            total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
+            rows = session.scalars(
+                select(Job).where(*conditions).order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
+            )
+            return [JobRecord.of(job) for job in rows], total
 
     def requeue_expired(self, *, limit: int = 500) -> list[str]:
         """Return running jobs whose worker stopped renewing its lease to the queue."""

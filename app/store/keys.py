@@ -27,6 +27,23 @@ def job_stream_channel(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:stream"
 
 
+def job_cancel_channel(job_id: str) -> str:
+    """Pub/sub channel on which the API tells workers to abandon a running job."""
+    return f"{PREFIX}:job:{job_id}:cancel"
+
+
+JOB_CANCEL_PATTERN = f"{PREFIX}:job:*:cancel"
+
+
+def job_id_from_cancel_channel(channel: str) -> str:
+    return channel[len(f"{PREFIX}:job:") : -len(":cancel")]
+
+
+def job_cancelled_flag(job_id: str) -> str:
+    """Set with the cancel announcement, for a worker that starts watching after it was published."""
+    return f"{PREFIX}:job:{job_id}:cancelled"
+
+
 def fake_provider_counter(model: str) -> str:
     return f"{PREFIX}:fake:{model}"
 
@@ -37,3 +54,15 @@ def worker_presence(hostname: str, pid: int) -> str:
 
 
 WORKER_PRESENCE_PATTERN = f"{PREFIX}:worker:*"
+
+
+def rate_limit_budget(scope: str) -> str:
+    """Hash: request and token pacing (GCRA arrival times) and the 429 penalty of a model + provider key.
+
+    The braces are a Redis Cluster hash tag: a scope's keys share a slot, as one Lua script uses them all."""
+    return f"{PREFIX}:ratelimit:{{{scope}}}:budget"
+
+
+def rate_limit_slots(scope: str) -> str:
+    """Sorted set of a model + provider key's leased concurrency slots, scored by lease expiry (Redis time)."""
+    return f"{PREFIX}:ratelimit:{{{scope}}}:slots"

@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -140,6 +141,11 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Delivery modes (migration 0005): stream deltas over Redis, a signed webhook, caller metadata.
+    stream: Mapped[bool] = mapped_column(default=False, server_default=false())
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_secrets: Mapped[list[str] | None] = mapped_column(JSONType)  # `whsec_...`, newest first
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Span(Base):

@@ -1,0 +1,39 @@
+"""Usage analytics: `GET /analytics/usage` (shared/opper-v2-api.md §7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import CurrentProject, State
+from app.schemas.analytics import UsageItem
+from app.schemas.calls import ErrorBody
+from app.services.analytics import KNOWN_FIELDS, UsageRequest, usage_report
+from app.store.analytics import Granularity, UsageRepository
+
+router = APIRouter(tags=["analytics"])
+
+
+@router.get(
+    "/analytics/usage",
+    response_model=list[UsageItem],
+    responses={code: {"model": ErrorBody} for code in (400, 401, 422)},
+    summary="Usage and cost by time bucket",
+)
+def usage(
+    project: CurrentProject,
+    state: State,
+    from_date: Annotated[datetime | None, Query(description="Inclusive; default: this month's start (UTC)")] = None,
+    to_date: Annotated[datetime | None, Query(description="Exclusive; default: next month's start (UTC)")] = None,
+    granularity: Annotated[
+        str | None, Query(description=f"One of {', '.join(g.value for g in Granularity)}; default day")
+    ] = None,
+    fields: Annotated[list[str] | None, Query(description=f"Counters to sum: {', '.join(KNOWN_FIELDS)}")] = None,
+    group_by: Annotated[list[str] | None, Query(description="Tag keys, or `model`")] = None,
+) -> list[UsageItem]:
+    """Computed from every model attempt (its tokens, cost and the call's tags), bucketed by the
+    attempt's start in UTC. Only non-empty buckets are returned; naive datetimes are taken as UTC."""
+    request = UsageRequest(from_date, to_date, granularity, tuple(fields or ()), tuple(group_by or ()))
+    return usage_report(UsageRepository(state.db), project.id, request)

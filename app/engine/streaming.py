@@ -1,0 +1,115 @@
+"""Streaming execution: a call whose attempts stream from the provider, reported as messages.
+
+The fallback chain is the same as for a plain call (one execution model); with a listener every
+attempt is a provider stream whose text deltas are reported as they arrive. What a client has seen
+cannot be taken back, so the rule for a stream is:
+
+- A failure before any output reached the client (a 503, a refused connection) is invisible: the
+  next attempt or model simply streams.
+- A failure after output reached the client (the provider broke off, the answer failed the output
+  schema) is followed, if another attempt comes, by a `reset` message and then that attempt's
+  deltas, from the start. If nothing else comes, the stream ends with the call's error.
+
+`StreamMessage` is the wire format between the worker and the API (over Redis pub/sub); the API
+turns it into Opper SSE chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from app.engine.executor import EngineDeps, complete_task
+from app.engine.results import AttemptRecord, CallResult
+from app.engine.task import Example, TaskSpec
+
+RESTART_MESSAGE = "the worker running this call stopped and another one restarted it; discard the output so far"
+
+
+class AttemptListener(Protocol):
+    """What the attempt loop reports while streaming."""
+
+    async def on_delta(self, text: str) -> None: ...
+
+    async def on_attempt_failed(self, record: AttemptRecord) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    """`delta`: more output text. `reset`: discard the output so far, a new attempt follows (with the
+    reason). `end`: the job reached its final state, which is stored: read it there."""
+
+    kind: Literal["delta", "reset", "end"]
+    text: str = ""
+    error_type: str | None = None
+    error_message: str | None = None
+
+    def encode(self) -> str:
+        if self.kind == "delta":
+            return json.dumps({"k": "delta", "t": self.text}, separators=(",", ":"))
+        if self.kind == "reset":
+            body = {"k": "reset", "type": self.error_type, "message": self.error_message}
+            return json.dumps(body, separators=(",", ":"))
+        return '{"k":"end"}'
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> StreamMessage:
+        data = json.loads(raw)
+        kind = data.get("k")
+        if kind == "delta":
+            return cls("delta", text=str(data.get("t") or ""))
+        if kind == "reset":
+            return cls("reset", error_type=data.get("type"), error_message=data.get("message"))
+        return cls("end")
+
+
+Publish = Callable[[StreamMessage], Awaitable[None]]
+
+
+class StreamPublisher:
+    """An AttemptListener that publishes deltas, and a reset before a retry whose predecessor showed output."""
+
+    def __init__(self, publish: Publish, *, restarted: bool = False) -> None:
+        self._publish = publish
+        self._showing = False  # the client holds output of an attempt that is still running or won
+        # A redelivered job may have streamed from its first worker: owe the client a reset.
+        self._owed_reset: tuple[str, str] | None = ("WorkerLost", RESTART_MESSAGE) if restarted else None
+
+    async def on_delta(self, text: str) -> None:
+        if self._owed_reset is not None:
+            error_type, message = self._owed_reset
+            self._owed_reset = None
+            await self._publish(StreamMessage("reset", error_type=error_type, error_message=message))
+        self._showing = True
+        await self._publish(StreamMessage("delta", text=text))
+
+    async def on_attempt_failed(self, record: AttemptRecord) -> None:
+        if self._showing or self._owed_reset is not None:
+            message = (
+                f"attempt {record.attempt} on {record.model} failed: {record.error_message}; a new attempt follows"
+            )
+            self._owed_reset = (record.error_type or "AttemptFailed", message)
+            self._showing = False
+
+    async def answer_not_streamed(self, result: CallResult) -> None:
+        """A result that streamed nothing (a cache hit) goes out whole, as one delta."""
+        if not self._showing:
+            await self.on_delta(result.message if result.message is not None else json.dumps(result.json_payload))
+
+
+async def complete_streaming(
+    task: TaskSpec,
+    deps: EngineDeps,
+    *,
+    cache_scope: str,
+    publish: Publish,
+    restarted: bool = False,
+    extra_examples: Sequence[Example] = (),
+) -> CallResult:
+    """`complete_task`, publishing the output as it is generated. Raises what `complete_task` raises."""
+    publisher = StreamPublisher(publish, restarted=restarted)
+    result = await complete_task(task, deps, cache_scope=cache_scope, extra_examples=extra_examples, listener=publisher)
+    await publisher.answer_not_streamed(result)
+    return result

@@ -1,0 +1,18 @@
+"""Join the area branches (functions, observability, models, delivery) back into one head.
+
+Revision ID: 0006
+Revises: 0002, 0003, 0004, 0005
+"""
+
+revision = "0006"
+down_revision = ("0002", "0003", "0004", "0005")
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
