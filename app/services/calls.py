@@ -54,17 +54,7 @@ class CallService:
         ref = await run_in_threadpool(
             self.functions.ensure_for_call, project.id, request.name, function_definition(request)
         )
-        return await run_in_threadpool(
-            self.jobs.create,
-            NewJob(
-                project_id=project.id,
-                task=task_to_dict(task),
-                trace_id=trace_id,
-                function_id=ref.function_id,
-                revision_id=ref.revision_id,
-                parent_span_id=parent,
-            ),
-        )
+        return await self._record(project, task, parent, trace_id, ref.function_id, ref.revision_id)
 
     async def submit_function_call(
         self, project: ProjectRef, function_id: str, revision_id: str | None, body: FunctionCallRequest
@@ -81,17 +71,26 @@ class CallService:
         request = function_call_request(function, body)
         task = await self._build_task(project, request)
         parent, trace_id = await self._trace_for(project, request)
-        return await run_in_threadpool(
-            self.jobs.create,
-            NewJob(
-                project_id=project.id,
-                task=task_to_dict(task),
-                trace_id=trace_id,
-                function_id=function.id,
-                revision_id=function.revision_id,
-                parent_span_id=parent,
-            ),
+        return await self._record(project, task, parent, trace_id, function.id, function.revision_id)
+
+    async def _record(
+        self,
+        project: ProjectRef,
+        task: TaskSpec,
+        parent: str | None,
+        trace_id: str,
+        function_id: str,
+        revision_id: str | None,
+    ) -> JobRecord:
+        new = NewJob(
+            project_id=project.id,
+            task=task_to_dict(task),
+            trace_id=trace_id,
+            function_id=function_id,
+            revision_id=revision_id,
+            parent_span_id=parent,
         )
+        return await run_in_threadpool(self.jobs.create, new)
 
     async def _trace_for(self, project: ProjectRef, request: CallRequest) -> tuple[str | None, str]:
         """(parent span id, trace id): the parent's trace, or a new trace for a root call."""
