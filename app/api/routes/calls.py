@@ -17,7 +17,7 @@ from app.services.jobs import CallOutcome
 router = APIRouter(tags=["calls"])
 
 _ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422, 502, 503)}
-_ACCEPTED = {
+ACCEPTED = {
     202: {"model": JobOut, "description": "With `Prefer: respond-async`, or when the wait ran out: the job to poll"}
 }
 Prefer = Annotated[str | None, Header(description="`respond-async`: answer 202 with the job at once")]
@@ -28,7 +28,7 @@ def wants_async(prefer: str | None) -> bool:
     return any(part.split(";")[0].strip().lower() == "respond-async" for part in (prefer or "").split(","))
 
 
-@router.post("/call", response_model=CallResponse, responses={**_ACCEPTED, **_ERRORS}, summary="Complete a task")
+@router.post("/call", response_model=CallResponse, responses={**ACCEPTED, **_ERRORS}, summary="Complete a task")
 async def call(
     body: CallRequest,
     project: CurrentProject,

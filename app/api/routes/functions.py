@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from app.api.deps import CurrentProject, State
-from app.api.routes.calls import Prefer, outcome_response, wants_async
+from app.api.routes.calls import ACCEPTED, Prefer, outcome_response, wants_async
 from app.api.routes.jobs import IdempotencyKey
 from app.schemas.calls import CallResponse, ErrorBody
 from app.schemas.functions import (
@@ -37,7 +37,7 @@ register_url_convertor("revision_id", RevisionIdConvertor())
 router = APIRouter(tags=["functions"])
 
 _ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 422)}
-_CALL_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 422, 502, 503, 504)}
+_CALL_ERRORS = {**ACCEPTED, **{code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422, 502, 503)}}
 
 
 def function_service(state: State) -> FunctionService:
