@@ -162,6 +162,20 @@ class FunctionRepository:
         if isinstance(definition, FunctionDefinition):
             definition = definition.to_json()
         with self.db.transaction() as session:
+            # Fast path, no lock: the usual call repeats the current definition.
+            current = session.execute(
+                select(
+                    Function.id,
+                    FunctionRevision.id.label("revision_id"),
+                    FunctionRevision.definition,
+                    FunctionRevision.digest,
+                )
+                .join(FunctionRevision, FunctionRevision.id == Function.current_revision_id)
+                .where(Function.project_id == project_id, Function.name == name)
+            ).first()
+            if current is not None and definition_digest(_carry_over(current.definition, definition)) == current.digest:
+                return FunctionRef(current.id, current.revision_id)
+        with self.db.transaction() as session:
             insert_ignore(
                 session,
                 Function.__table__,
