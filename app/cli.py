@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from app.cli_batch import register_batch_commands
 from app.config import Settings
 
 
@@ -82,7 +83,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from workers.main import run_worker
 
-    run_worker(Settings(), concurrency=args.concurrency, migrate=not args.no_migrate)
+    run_worker(Settings(), concurrency=args.concurrency, migrate=not args.no_migrate, queues=args.queues)
     return 0
 
 
@@ -134,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=None, help="threads = calls in flight")
+    worker.add_argument(
+        "--queues",
+        choices=["all", "interactive", "batch"],
+        default="all",
+        help="job queues to consume (webhooks always)",
+    )
     worker.add_argument("--no-migrate", action="store_true")
     worker.set_defaults(func=cmd_worker)
 
@@ -149,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--port", type=int, default=8765)
     fake.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429s")
     fake.set_defaults(func=cmd_fake_provider)
+    register_batch_commands(sub)
     return parser
 
 

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     provider_max_connections: int = Field(4000, validation_alias=AliasChoices("CONVEYOR_PROVIDER_MAX_CONNECTIONS"))
     max_retry_after_seconds: float = Field(20.0, validation_alias=AliasChoices("CONVEYOR_MAX_RETRY_AFTER"))
     rate_limit_retries: int = Field(2, validation_alias=AliasChoices("CONVEYOR_RATE_LIMIT_RETRIES"))
+    # Global limits per model and provider key, JSON (see app/ratelimit/limits.py); checked at start-up.
+    rate_limits: str = Field("", validation_alias=AliasChoices("CONVEYOR_RATE_LIMITS"))
     embedding_model: str = Field(
         "openai/text-embedding-3-small", validation_alias=AliasChoices("CONVEYOR_EMBEDDING_MODEL")
     )
@@ -90,6 +92,15 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_db(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: str) -> str:
+        # Imported here: app.ratelimit pulls in redis and the store's keys, which settings never need.
+        from app.ratelimit.limits import RateLimitConfig
+
+        RateLimitConfig.parse(value)  # RateLimitConfigError (a ValueError) names the model and the key
+        return value
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -8,6 +8,10 @@ from app.config import Settings
 
 INTERACTIVE_QUEUE = "conveyor.interactive"
 RUN_JOB = "conveyor.run_job"
+# Batch items wait on their own queue, fed a window at a time by the batch dispatcher, so a batch of
+# 100,000 never stands in front of an interactive call.
+BATCH_QUEUE = "conveyor.batch"
+RUN_BATCH_ITEM = "conveyor.run_batch_item"
 # Webhook sends wait on receivers, not on models: their own queue keeps them out of the calls' way.
 WEBHOOK_QUEUE = "conveyor.webhooks"
 DELIVER_WEBHOOK = "conveyor.deliver_webhook"

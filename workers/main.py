@@ -12,24 +12,43 @@ from app.config import Settings
 from app.logging import configure_logging
 from app.store import keys
 from app.store.db import run_migrations
-from workers.celery_app import INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
+from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
 from workers.runner import JobRunner
 from workers.runtime import WorkerRuntime
 from workers.sweeper import LeaseSweeper
+from workers.tasks.batches import batch_duties, batch_support, register_batch_tasks
 from workers.tasks.calls import register_call_tasks
 from workers.tasks.webhooks import register_webhook_tasks
 
 log = logging.getLogger("conveyor.worker")
 
 
-def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: bool = True) -> None:
+# `conveyor worker --queues`: which job queues a worker consumes. Every worker also sends webhooks.
+QUEUE_CHOICES = {
+    "all": (INTERACTIVE_QUEUE, BATCH_QUEUE, WEBHOOK_QUEUE),
+    "interactive": (INTERACTIVE_QUEUE, WEBHOOK_QUEUE),
+    "batch": (BATCH_QUEUE, WEBHOOK_QUEUE),
+}
+
+
+def run_worker(
+    settings: Settings, *, concurrency: int | None = None, migrate: bool = True, queues: str = "all"
+) -> None:
+    if queues not in QUEUE_CHOICES:
+        raise ValueError(f"queues must be one of {', '.join(QUEUE_CHOICES)}, not {queues!r}")
     configure_logging(settings.log_level)
     if migrate:
         run_migrations(settings.database_url)
     app = make_celery(settings)
     runtime = WorkerRuntime.build(settings, app)
     runtime.start()
-    register_call_tasks(app, JobRunner(runtime))
+    threads = concurrency or settings.worker_concurrency
+    consumed = QUEUE_CHOICES[queues]
+    member = f"{socket.gethostname()}:{os.getpid()}"
+    duties = batch_duties(runtime, app, member=member, threads=threads if BATCH_QUEUE in consumed else 0)
+    runner = JobRunner(runtime, celery=app, batches=batch_support(runtime, duties))
+    register_call_tasks(app, runner)
+    register_batch_tasks(app, runner)
     register_webhook_tasks(app, runtime)
     sweeper = LeaseSweeper(
         runtime.jobs,
@@ -38,6 +57,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: b
         deliveries=runtime.deliveries,
         dispatcher=runtime.dispatcher,
         webhook_interval_seconds=settings.webhook_poll_interval_seconds,
+        batches=duties,
     )
     sweeper.start()
     presence = keys.worker_presence(socket.gethostname(), os.getpid())
@@ -46,9 +66,8 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: b
     def announce(**_: object) -> None:
         runtime.redis.set(presence, "ready", ex=24 * 3600)
 
-    threads = concurrency or settings.worker_concurrency
-    queues = f"{INTERACTIVE_QUEUE},{WEBHOOK_QUEUE}"
-    log.info("worker starting", extra={"threads": threads, "queues": queues})
+    queue_names = ",".join(consumed)
+    log.info("worker starting", extra={"threads": threads, "queues": queue_names})
     try:
         # Threads, not prefork: a job is almost all waiting on a provider, and the waiting happens on
         # the runtime's event loop; a thread per in-flight job costs tens of kilobytes.
@@ -57,7 +76,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: b
                 "worker",
                 "--pool=threads",
                 f"--concurrency={threads}",
-                f"--queues={queues}",
+                f"--queues={queue_names}",
                 f"--loglevel={settings.log_level}",
                 "--without-gossip",
                 "--without-mingle",
@@ -66,5 +85,6 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, migrate: b
         )
     finally:
         runtime.redis.delete(presence)
+        duties.capacity.unregister(member)
         sweeper.stop()
         runtime.close()

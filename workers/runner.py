@@ -8,22 +8,33 @@ The final state, the spans and the webhook delivery are written in one transacti
 holder of the current lease: however often a job is redelivered, it has one result, is billed once,
 and its webhook carries that one result. Announcements (job done, stream end, webhook dispatch) go
 out after the commit; each has a backstop if it is lost (waiters re-check, the sweeper dispatches).
+
+Batch items run the same way, with their batch's template merged into their task, at the rate
+limiter's low priority and with a bounded wait for it: when the limiter has no room in time, the job
+goes back to the queue (no attempt counted, nothing billed) with a delayed message. After an item
+ends, the batch's next item is sent and the batch is ended if it was the last.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
+
+from celery import Celery
 
 from app.engine.executor import complete_task
 from app.engine.results import AttemptRecord, CallResult
 from app.engine.streaming import StreamMessage, complete_streaming
 from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
+from app.ratelimit import RateLimitWaitExceeded
+from app.services.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY, TemplateCache
 from app.services.fewshot import select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
@@ -31,6 +42,7 @@ from app.store import keys
 from app.store.jobs import Claim
 from app.store.spans import spans_for_failure, spans_for_success
 from app.store.tables import JobStatus, utcnow
+from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, RUN_BATCH_ITEM, RUN_JOB
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("conveyor.worker")
@@ -42,6 +54,25 @@ class JobFailure:
     attempts: tuple[AttemptRecord, ...]
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """The rate limiter had no room in time: run the job again after `retry_after` seconds."""
+
+    retry_after: float
+
+
+@dataclass(frozen=True)
+class BatchSupport:
+    """What running batch items needs: their templates, and a call after each ends (for an early
+    dispatcher round: the batch's next items, or its end)."""
+
+    templates: TemplateCache
+    item_ended: Callable[[], None]
+
+
+MAX_DEFER_SECONDS = 30.0
+
+
 class LeaseLost(Exception):
     """Another worker now owns the job; this one must not write anything."""
 
@@ -51,9 +82,13 @@ class JobCancelled(Exception):
 
 
 class JobRunner:
-    def __init__(self, runtime: WorkerRuntime) -> None:
+    def __init__(
+        self, runtime: WorkerRuntime, *, celery: Celery | None = None, batches: BatchSupport | None = None
+    ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
+        self.celery = celery
+        self.batches = batches
 
     def run(self, job_id: str) -> JobStatus | None:
         claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds)
@@ -61,6 +96,9 @@ class JobRunner:
             log.info("job not claimable (finished, cancelled or held by a live worker)", extra={"job_id": job_id})
             return None
         started = utcnow()
+        batch_id = claim.job.batch_id
+        if batch_id:
+            claim = self._with_template(claim)
         try:
             outcome = self._execute(claim)
         except LeaseLost:
@@ -69,9 +107,38 @@ class JobRunner:
         except JobCancelled:
             log.info("job cancelled; its provider call was abandoned", extra={"job_id": job_id})
             return None
-        return self._finish(claim, outcome, started)
+        if isinstance(outcome, Deferred):
+            self._defer(claim, outcome.retry_after)
+            return None
+        status = self._finish(claim, outcome, started)
+        if batch_id and self.batches is not None:
+            self.batches.item_ended()
+        return status
 
-    def _execute(self, claim: Claim) -> CallResult | JobFailure:
+    def _with_template(self, claim: Claim) -> Claim:
+        """A batch item's claim with the full task: the batch's template with the item's own part."""
+        template = self.batches.templates.get(claim.job.batch_id) if self.batches is not None else None
+        if template is None:
+            return claim  # the engine call fails on the incomplete task, and says so
+        return replace(claim, job=replace(claim.job, task={**template, **claim.job.task}))
+
+    def _defer(self, claim: Claim, retry_after: float) -> None:
+        """Hand the job back (no attempt counted) and send it again once the limiter may have room."""
+        job = claim.job
+        countdown = min(max(retry_after, 1.0), MAX_DEFER_SECONDS)
+        due = utcnow() + timedelta(seconds=countdown) if job.batch_id else None
+        if self.runtime.jobs.release(job.id, claim.token, redispatch_at=due) is None:
+            return
+        task, queue = (RUN_BATCH_ITEM, BATCH_QUEUE) if job.batch_id else (RUN_JOB, INTERACTIVE_QUEUE)
+        log.info("no rate-limit room; job goes back to the queue", extra={"job_id": job.id, "countdown": countdown})
+        try:
+            if self.celery is None:
+                raise RuntimeError("this runner has no Celery app to re-enqueue with")
+            self.celery.send_task(task, args=[job.id], queue=queue, countdown=countdown)
+        except Exception:  # a batch item is sent again by the dispatcher once its message counts as lost
+            log.error("could not re-enqueue a deferred job", extra={"job_id": job.id}, exc_info=True)
+
+    def _execute(self, claim: Claim) -> CallResult | JobFailure | Deferred:
         future = self.runtime.loop.submit(self._engine_call(claim))
         deadline = time.monotonic() + self.settings.job_hard_time_limit
         slice_seconds = max(self.settings.job_lease_seconds / 3, 0.2)
@@ -92,6 +159,8 @@ class JobRunner:
                         raise LeaseLost() from None
                 except TaskFailed as exc:
                     return JobFailure(_error_body(exc), exc.records)
+                except RateLimitWaitExceeded as exc:  # raised before any provider request: nothing spent
+                    return Deferred(exc.retry_after)
                 except CancelledError:
                     raise (JobCancelled() if watch.cancelled else LeaseLost()) from None
                 except ConveyorError as exc:
@@ -107,7 +176,16 @@ class JobRunner:
         # Few-shot examples from the function's dataset, closest to the input first (never fails the call).
         examples = await select_examples(self.runtime.db, job.project_id, job.function_id, task)
         if not job.stream:
-            return await complete_task(task, deps, cache_scope=job.project_id, extra_examples=examples)
+            # Batch items yield to interactive calls at the limiter, and wait for it only so long.
+            priority, max_wait = (BATCH_PRIORITY, BATCH_MAX_RATE_WAIT) if job.batch_id else (1, None)
+            return await complete_task(
+                task,
+                deps,
+                cache_scope=job.project_id,
+                extra_examples=examples,
+                priority=priority,
+                max_rate_wait=max_wait,
+            )
         channel = keys.job_stream_channel(job.id)
 
         async def publish(message: StreamMessage) -> None:

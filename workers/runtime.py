@@ -14,6 +14,7 @@ from app.config import Settings
 from app.engine.cache import RedisResultCache
 from app.engine.executor import EngineDeps
 from app.providers.registry import ProviderRegistry
+from app.ratelimit import RateLimitConfig, RateLimiter
 from app.services.model_catalog import ModelCatalog
 from app.services.webhook_delivery import WebhookDispatcher, WebhookSender
 from app.store.db import Database
@@ -47,7 +48,13 @@ class WorkerRuntime:
         async_redis = aioredis.Redis.from_url(settings.redis_url)
         sync_redis = redis.Redis.from_url(settings.redis_url)
         registry = ProviderRegistry(settings, custom_models=ModelCatalog.from_settings(db, settings).load_custom)
-        deps = EngineDeps.from_settings(settings, resolver=registry, cache=RedisResultCache(async_redis))
+        # Runs on the loop's client, like every other coroutine of the process; slots are leased like jobs.
+        limiter = RateLimiter(
+            async_redis, RateLimitConfig.parse(settings.rate_limits), lease_seconds=settings.job_lease_seconds
+        )
+        deps = EngineDeps.from_settings(
+            settings, resolver=registry, cache=RedisResultCache(async_redis), rate_limiter=limiter
+        )
         registry.publish_prices_to(deps.prices)  # custom models bill at their own prices, as they load
         deliveries = WebhookDeliveryRepository(db)
         # Webhook threads block on their receiver for at most the timeout; redirects are not followed.

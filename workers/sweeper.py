@@ -4,6 +4,9 @@
 - Webhook deliveries whose retry is due are dispatched (the schedule lives in the database, not in
   broker ETAs, which the Redis broker would hold in worker memory and redeliver after the
   visibility timeout), and deliveries whose sender died mid-send become due again.
+- Batch windows are topped up, lost batch messages sent again and ended batches closed
+  (app/services/batch_dispatch.py), by one worker per round; a worker consuming the batch queue
+  keeps its thread count registered, which sizes the windows.
 """
 
 from __future__ import annotations
@@ -11,15 +14,63 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 
+import redis
 from celery import Celery
 
+from app.services.batch_dispatch import BatchCapacity, BatchDispatcher, ItemSender
 from app.services.webhook_delivery import WebhookDispatcher
+from app.store import keys
 from app.store.jobs import JobRepository
 from app.store.webhooks import WebhookDeliveryRepository
 from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB
 
 log = logging.getLogger("conveyor.sweeper")
+
+
+@dataclass
+class BatchDuties:
+    """The sweeper's batch work: rounds of the dispatcher, and this worker's share of the capacity.
+
+    A round runs every `interval_seconds`, or at the next `check_seconds` after `kick()` (called as
+    this worker's items end), so a fast batch's window refills without a message per item."""
+
+    dispatcher: BatchDispatcher
+    capacity: BatchCapacity
+    redis: redis.Redis
+    member: str  # this worker, `host:pid`
+    threads: int  # 0 when this worker does not consume the batch queue
+    interval_seconds: float = 0.5
+    check_seconds: float = 0.1
+    capacity_interval_seconds: float = 5.0
+    kicked: threading.Event = field(default_factory=threading.Event)
+    last_round: float = 0.0
+
+    def kick(self) -> None:
+        self.kicked.set()
+
+    def maybe_dispatch(self) -> int:
+        if not self.kicked.is_set() and time.monotonic() - self.last_round < self.interval_seconds:
+            return 0
+        self.kicked.clear()
+        self.last_round = time.monotonic()
+        return self.dispatch_round()
+
+    def dispatch_round(self) -> int:
+        """A dispatcher round, unless another worker is running one."""
+        lock_ms = int(max(self.interval_seconds * 4, 2.0) * 1000)
+        if not self.redis.set(keys.BATCH_DISPATCH_LOCK, self.member, nx=True, px=lock_ms):
+            return 0
+        try:
+            return self.dispatcher.tick()
+        finally:
+            if self.redis.get(keys.BATCH_DISPATCH_LOCK) == self.member.encode():
+                self.redis.delete(keys.BATCH_DISPATCH_LOCK)
+
+    def register_capacity(self) -> None:
+        if self.threads:
+            self.capacity.register(self.member, self.threads)
 
 
 class LeaseSweeper:
@@ -32,6 +83,7 @@ class LeaseSweeper:
         deliveries: WebhookDeliveryRepository | None = None,
         dispatcher: WebhookDispatcher | None = None,
         webhook_interval_seconds: float = 1.0,
+        batches: BatchDuties | None = None,
     ) -> None:
         self.jobs = jobs
         self.celery = celery
@@ -39,6 +91,7 @@ class LeaseSweeper:
         self.deliveries = deliveries
         self.dispatcher = dispatcher
         self.webhook_interval = webhook_interval_seconds
+        self.batches = batches
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="conveyor-sweeper", daemon=True)
 
@@ -49,12 +102,14 @@ class LeaseSweeper:
         self._stop.set()
 
     def sweep_once(self) -> list[str]:
-        requeued = self.jobs.requeue_expired()
-        for job_id in requeued:
-            self.celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
+        requeued = self.jobs.requeue_expired_jobs()
+        for job in requeued:
+            if job.batch_id is None:
+                self.celery.send_task(RUN_JOB, args=[job.id], queue=INTERACTIVE_QUEUE)
+        ItemSender(self.celery).send([job.id for job in requeued if job.batch_id is not None])
         if requeued:
             log.warning("requeued jobs whose lease expired", extra={"count": len(requeued)})
-        return requeued
+        return [job.id for job in requeued]
 
     def dispatch_webhooks_once(self) -> int:
         if self.deliveries is None or self.dispatcher is None:
@@ -66,6 +121,12 @@ class LeaseSweeper:
 
     def _loop(self) -> None:
         duties = [(self.interval, self.sweep_once), (self.webhook_interval, self.dispatch_webhooks_once)]
+        if self.batches is not None:
+            self.batches.register_capacity()
+            duties += [
+                (self.batches.check_seconds, self.batches.maybe_dispatch),
+                (self.batches.capacity_interval_seconds, self.batches.register_capacity),
+            ]
         due = [time.monotonic() + every for every, _ in duties]
         while not self._stop.wait(max(0.05, min(due) - time.monotonic())):
             now = time.monotonic()

@@ -9,6 +9,8 @@ from celery import Celery
 
 from app.config import Settings
 from app.providers.registry import ProviderRegistry
+from app.services.batch_completion import BatchCompletion
+from app.services.batches import BatchService
 from app.services.calls import CallService
 from app.services.idempotency import IdempotencyGuard
 from app.services.jobs import JobService
@@ -17,6 +19,7 @@ from app.services.stream_hub import StreamHub
 from app.services.streaming import StreamService
 from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import WebhookDispatcher
+from app.store.batches import BatchRepository
 from app.store.db import Database
 from app.store.functions import FunctionRepository
 from app.store.idempotency import IdempotencyRepository
@@ -43,6 +46,7 @@ class AppState:
     stream_hub: StreamHub
     stream_service: StreamService
     job_service: JobService
+    batch_service: BatchService
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -66,6 +70,15 @@ class AppState:
             waiter=waiter,
             redis=redis,
         )
+        batches = BatchRepository(db)
+        batch_service = BatchService(
+            settings=settings,
+            calls=calls,
+            batches=batches,
+            jobs=jobs,
+            guard=IdempotencyGuard(IdempotencyRepository(db), jobs),
+            completion=BatchCompletion(batches, WebhookDispatcher(deliveries, celery)),
+        )
         return cls(
             settings=settings,
             db=db,
@@ -81,6 +94,7 @@ class AppState:
             stream_hub=hub,
             stream_service=StreamService(settings, calls, jobs, hub),
             job_service=job_service,
+            batch_service=batch_service,
         )
 
     def register_configured_keys(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from app.engine.admission import CallAdmission
 from app.engine.cache import ResultCache, cache_key
 from app.engine.cost import PriceTable
 from app.engine.fallback import Clock, FallbackChain, RateLimitPolicy, Sleep, utc_now
@@ -24,13 +25,17 @@ from app.providers.base import ModelResolver, Usage
 if TYPE_CHECKING:
     from app.config import Settings
     from app.engine.streaming import AttemptListener
+    from app.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EngineDeps:
-    """Everything `complete_task` needs from outside; `sleep` and `clock` are injectable for tests."""
+    """Everything `complete_task` needs from outside; `sleep` and `clock` are injectable for tests.
+
+    `rate_limiter`: the global limiter every provider request must get a permit from (workers); None
+    admits every request at once (the API process, which makes no provider calls)."""
 
     resolver: ModelResolver
     prices: PriceTable
@@ -40,9 +45,17 @@ class EngineDeps:
     rate_limit_retries: int = 2
     sleep: Sleep = field(default=asyncio.sleep)
     clock: Clock = field(default=utc_now)  # must return aware UTC datetimes
+    rate_limiter: RateLimiter | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, resolver: ModelResolver, cache: ResultCache | None) -> EngineDeps:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        resolver: ModelResolver,
+        cache: ResultCache | None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> EngineDeps:
         """The production wiring: fees, rate-limit patience and the price file come from settings."""
         return cls(
             resolver=resolver,
@@ -51,6 +64,7 @@ class EngineDeps:
             platform_fee_rate=settings.platform_fee_rate,
             max_retry_after=settings.max_retry_after_seconds,
             rate_limit_retries=settings.rate_limit_retries,
+            rate_limiter=rate_limiter,
         )
 
 
@@ -81,15 +95,25 @@ async def complete_task(
     *,
     cache_scope: str,
     extra_examples: Sequence[Example] = (),
+    priority: int = 1,
+    max_rate_wait: float | None = None,
     listener: AttemptListener | None = None,
 ) -> CallResult:
     """Run `task` through its model chain, or serve it from the cache when `cache_ttl` > 0.
 
-    A cache hit costs nothing and calls no provider: it comes back with `cached=True`, zero usage
-    and cost, and no attempts. Only successes are stored. The key covers the task, not the dataset
-    few-shot `extra_examples`, so a hit can predate a dataset change (bounded by the TTL).
-    Raises TaskFailed when every model fails. With a `listener` (app/engine/streaming.py) each
-    attempt is streamed from the provider and its deltas and failures are reported as they happen.
+    A cache hit costs nothing and calls no provider (nor the rate limiter): it comes back with
+    `cached=True`, zero usage and cost, and no attempts. Only successes are stored. The key covers
+    the task, not the dataset few-shot `extra_examples`, so a hit can predate a dataset change
+    (bounded by the TTL). With a `listener` (app/engine/streaming.py) each attempt is streamed from
+    the provider and its deltas and failures are reported as they happen.
+
+    Every provider request waits for a permit of `deps.rate_limiter`: `priority` orders this
+    process's waiters (interactive 1, batch 0). Raises TaskFailed when every model fails, and
+    `RateLimitWaitExceeded` when the call's first request finds no room within `max_rate_wait`
+    seconds (None: wait as long as needed). Then no provider request was sent for this call, so
+    nothing was spent: run it again later. (Later requests of a call that has begun are not bound by
+    `max_rate_wait`, see app/engine/admission.py; were they, the attempts already paid for would be
+    lost with the exception.)
     """
     ttl = task.config.cache_ttl
     cache = deps.cache if ttl > 0 else None
@@ -107,7 +131,8 @@ async def complete_task(
         sleep=deps.sleep,
         clock=deps.clock,
     )
-    result = await chain.run(task, extra_examples=extra_examples, listener=listener)
+    admission = CallAdmission(deps.rate_limiter, priority=priority, max_wait=max_rate_wait)
+    result = await chain.run(task, extra_examples=extra_examples, listener=listener, admission=admission)
     if cache is not None:
         await _cache_set(cache, cache_scope, key, result, ttl)
     return result

@@ -5,6 +5,7 @@ errors up to `max_attempts` times. A 429 with a short Retry-After is waited out 
 (without spending a structured attempt); any other provider error moves on to the next model at
 once, because retrying a model that is down or rejecting the request only delays the fallback.
 `FallbackChain` walks the models in order and fails with `TaskFailed` naming every attempt.
+Every request goes through the call's `CallAdmission` (the global rate limiter, app/engine/admission.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from app.engine import prompts
+from app.engine.admission import CallAdmission
 from app.engine.cost import PriceTable
 from app.engine.results import AttemptRecord, CallResult, Cost
 from app.engine.structured import may_be_object, parse_json_answer, supports_native, validate_instance
@@ -88,6 +90,7 @@ class StructuredAttemptLoop:
         sleep: Sleep,
         clock: Clock,
         listener: AttemptListener | None = None,
+        admission: CallAdmission | None = None,
     ) -> None:
         self.spec = spec
         self.resolved = resolved
@@ -100,23 +103,30 @@ class StructuredAttemptLoop:
         self.sleep = sleep
         self.clock = clock
         self.listener = listener  # set: stream each attempt and report its deltas and failures
+        self.admission = admission or CallAdmission()
         self._partial: list[str] = []
 
     async def run(self, messages: tuple[Message, ...]) -> ModelRun:
         records: list[AttemptRecord] = []
         generations = waits = 0
         while generations < self.max_attempts:
+            request = self._request(messages)
+            # Raises RateLimitWaitExceeded (the call's first request only) when there is no room in time.
+            permit = await self.admission.admit(self.spec.name, self.resolved, request)
             started = self.clock()
             try:
-                completion = await self._generate(self._request(messages))
+                completion = await self.admission.send(permit, self._generate(request))
             except ProviderRateLimited as err:
                 records.append(self._failure(len(records) + 1, started, err))
                 await self._report(records[-1])
                 wait = self.rate_limit.default_wait if err.retry_after is None else err.retry_after
+                # Slows the model down in every process, even when this call moves on to the next model.
+                held = await self.admission.rate_limited(self.spec.name, self.resolved, max(0.0, wait))
                 if waits >= self.rate_limit.retries or wait > self.rate_limit.max_retry_after:
                     return ModelRun(tuple(records), None)
                 waits += 1
-                await self.sleep(max(0.0, wait))
+                if not held:  # else the next permit waits out the pause: waiting here too would wait twice
+                    await self.sleep(max(0.0, wait))
                 continue
             except ProviderError as err:
                 records.append(self._failure(len(records) + 1, started, err))
@@ -224,11 +234,19 @@ class FallbackChain:
         self.clock = clock
 
     async def run(
-        self, task: TaskSpec, *, extra_examples: Sequence[Example] = (), listener: AttemptListener | None = None
+        self,
+        task: TaskSpec,
+        *,
+        extra_examples: Sequence[Example] = (),
+        listener: AttemptListener | None = None,
+        admission: CallAdmission | None = None,
     ) -> CallResult:
         """The first accepted answer; raises TaskFailed (with every attempt) when all models fail.
 
-        With a `listener` every attempt is streamed from the provider and reported to it as it runs."""
+        With a `listener` every attempt is streamed from the provider and reported to it as it runs.
+        `admission` (one per call) admits each request through the rate limiter; it raises
+        `RateLimitWaitExceeded` out of here when the first request finds no room within its `max_wait`."""
+        admission = admission or CallAdmission()
         if not task.models:
             raise BadRequest("no model to run the task on", field_name="model")
         started = self.clock()
@@ -239,7 +257,8 @@ class FallbackChain:
         messages = prompts.build_messages(task, extra_examples=extra_examples, native_schema=native)
         records: list[AttemptRecord] = []
         for spec, resolved in chain:
-            run = await self._loop(spec, resolved, schema, native, task.config.max_attempts, listener).run(messages)
+            loop = self._loop(spec, resolved, schema, native, task.config.max_attempts, listener, admission)
+            run = await loop.run(messages)
             records.extend(run.records)
             if run.answer is not None:
                 return CallResult(
@@ -267,6 +286,7 @@ class FallbackChain:
         native: bool,
         attempts: int,
         listener: AttemptListener | None = None,
+        admission: CallAdmission | None = None,
     ) -> StructuredAttemptLoop:
         return StructuredAttemptLoop(
             spec,
@@ -280,6 +300,7 @@ class FallbackChain:
             sleep=self.sleep,
             clock=self.clock,
             listener=listener,
+            admission=admission,
         )
 
 

@@ -107,9 +107,20 @@ async def complete_streaming(
     publish: Publish,
     restarted: bool = False,
     extra_examples: Sequence[Example] = (),
+    priority: int = 1,
+    max_rate_wait: float | None = None,
 ) -> CallResult:
-    """`complete_task`, publishing the output as it is generated. Raises what `complete_task` raises."""
+    """`complete_task`, publishing the output as it is generated. Raises what `complete_task` raises
+    (`RateLimitWaitExceeded` before anything was published: the first request is admitted first)."""
     publisher = StreamPublisher(publish, restarted=restarted)
-    result = await complete_task(task, deps, cache_scope=cache_scope, extra_examples=extra_examples, listener=publisher)
+    result = await complete_task(
+        task,
+        deps,
+        cache_scope=cache_scope,
+        extra_examples=extra_examples,
+        priority=priority,
+        max_rate_wait=max_rate_wait,
+        listener=publisher,
+    )
     await publisher.answer_not_streamed(result)
     return result

@@ -92,10 +92,14 @@ class Provider(Protocol):
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """Where a model name goes: the adapter to use and the provider-side model id to send."""
+    """Where a model name goes: the adapter to use and the provider-side model id to send.
+
+    `provider_key_id` names the provider API key the requests go out with (`app.ratelimit.provider_key_id`,
+    "" when there is none): providers count their limits per key, so the rate limiter does too."""
 
     provider: Provider
     model_id: str
+    provider_key_id: str = ""
 
 
 class ModelResolver(Protocol):

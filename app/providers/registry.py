@@ -25,12 +25,15 @@ from app.providers.custom import (
 )
 from app.providers.embeddings import EmbeddingsClient, OpenAIEmbeddings
 from app.providers.openai import OpenAIProvider
+from app.ratelimit.limits import provider_key_id
 
 ProviderFactory = Callable[[httpx.AsyncClient], Provider]
 """Builds one adapter on the registry's shared client (closures carry base URLs and keys)."""
 
 EmbeddingsFactory = Callable[[httpx.AsyncClient, str], EmbeddingsClient]
 """Builds an embeddings client for a provider-side model id on the registry's shared client."""
+
+FAKE_API_KEY = "fake-key"
 
 
 def provider_http_limits(settings: Settings) -> httpx.Limits:
@@ -63,6 +66,7 @@ class ProviderRegistry:
         """`custom_models` loads a custom model by id (a database read); with it, `custom/<id>` resolves."""
         self._settings = settings
         self._factories: dict[str, ProviderFactory] = {}
+        self._key_ids: dict[str, str] = {}
         self._embeddings: dict[str, EmbeddingsFactory] = {}
         self._prices: PriceTable | None = None
         self._scopes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopScope] = weakref.WeakKeyDictionary()
@@ -70,32 +74,46 @@ class ProviderRegistry:
         self._unbound: _LoopScope | None = None
         s = settings
         fake_url = s.fake_provider_url.rstrip("/")
-        self.register("openai", lambda c: OpenAIProvider("openai", s.openai_base_url, s.openai_api_key, c))
+        self.register(
+            "openai",
+            lambda c: OpenAIProvider("openai", s.openai_base_url, s.openai_api_key, c),
+            api_key=s.openai_api_key,
+        )
         self.register(
             "anthropic",
             lambda c: AnthropicProvider("anthropic", s.anthropic_base_url, s.anthropic_api_key, c),
+            api_key=s.anthropic_api_key,
         )
-        self.register("fake", lambda c: OpenAIProvider("fake", f"{fake_url}/v1", "fake-key", c))
+        self.register("fake", lambda c: OpenAIProvider("fake", f"{fake_url}/v1", FAKE_API_KEY, c), api_key=FAKE_API_KEY)
         # The fake speaks both wire formats; this prefix exercises the Anthropic adapter offline.
-        self.register("fake-anthropic", lambda c: AnthropicProvider("fake-anthropic", fake_url, "fake-key", c))
+        self.register(
+            "fake-anthropic",
+            lambda c: AnthropicProvider("fake-anthropic", fake_url, FAKE_API_KEY, c),
+            api_key=FAKE_API_KEY,
+        )
         self.register_embeddings(
             "openai", lambda c, m: OpenAIEmbeddings(f"openai/{m}", s.openai_base_url, s.openai_api_key, m, c)
         )
-        self.register_embeddings("fake", lambda c, m: OpenAIEmbeddings(f"fake/{m}", f"{fake_url}/v1", "fake-key", m, c))
+        self.register_embeddings(
+            "fake", lambda c, m: OpenAIEmbeddings(f"fake/{m}", f"{fake_url}/v1", FAKE_API_KEY, m, c)
+        )
         self.custom_models: CustomModelCache | None = None
         if custom_models is not None:
             cache = CustomModelCache(
                 custom_models, ttl_seconds=s.custom_model_cache_seconds, on_load=self._publish_price
             )
             self.custom_models = cache
+            # No key id: `custom/<id>` is a rate-limit scope of its own, and its key is known only once loaded.
             self.register(CUSTOM_PREFIX, lambda c: CustomModelProvider(cache, c))
             self.register_embeddings(CUSTOM_PREFIX, lambda c, m: CustomModelEmbeddings(cache, m, c))
 
-    def register(self, prefix: str, factory: ProviderFactory) -> None:
-        """Add or replace a provider prefix. Adapters already built for it are dropped."""
+    def register(self, prefix: str, factory: ProviderFactory, *, api_key: str = "") -> None:
+        """Add or replace a provider prefix. Adapters already built for it are dropped. `api_key` is the
+        key its requests carry: the rate limiter keeps a budget per key (only its hash is kept)."""
         if not prefix or "/" in prefix:
             raise ValueError(f"a provider prefix must be non-empty and contain no '/': {prefix!r}")
         self._factories[prefix] = factory
+        self._key_ids[prefix] = provider_key_id(api_key)
         for scope in self._all_scopes():
             scope.providers.pop(prefix, None)
 
@@ -139,7 +157,7 @@ class ProviderRegistry:
         provider = scope.providers.get(prefix)
         if provider is None:
             provider = scope.providers[prefix] = self._factories[prefix](scope.client)
-        return ResolvedModel(provider, model_id)
+        return ResolvedModel(provider, model_id, self._key_ids.get(prefix, ""))
 
     def embeddings(self, model_name: str) -> EmbeddingsClient:
         """An embeddings client for `provider/model`; BadRequest (field `model`) for a provider without one."""

@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import ConveyorError
 from app.ratelimit import lua
@@ -34,6 +36,11 @@ log = logging.getLogger("conveyor.ratelimit")
 
 # A released permit can make room for these at once; other waits are exact and need no early wake-up.
 _WAKE_ON_RELEASE = frozenset({"concurrency", "tpm"})
+# Waits that may end sooner than announced: with a deadline, keep trying until it rather than failing fast.
+_KEEP_TRYING = _WAKE_ON_RELEASE | {"unavailable"}
+# Redis down or restarting: the head waiter retries with a backoff, the budgets being unknown meanwhile.
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+_MAX_BACKOFF = 2.0
 
 
 class RateLimitWaitExceeded(ConveyorError):
@@ -52,7 +59,8 @@ class RateLimitWaitExceeded(ConveyorError):
 @dataclass(frozen=True)
 class Decision:
     """One attempt's answer. Refused: `wait` seconds until it may fit, because of `reason`
-    (`rpm`, `tpm`, `concurrency` (a poll interval: releases elsewhere are not announced) or `penalty`)."""
+    (`rpm`, `tpm`, `concurrency` (a poll interval: releases elsewhere are not announced), `penalty`,
+    or, in `acquire` only, `unavailable`: Redis did not answer, retry after this backoff)."""
 
     permit: Permit | None
     wait: float = 0.0
@@ -150,7 +158,8 @@ class RateLimiter:
         """Wait until the request fits every budget of the model, then return its permit.
 
         Raises `RateLimitWaitExceeded` as soon as it is clear the wait would exceed `max_wait`.
-        Among this process's waiters for a model, a higher `priority` goes first."""
+        Among this process's waiters for a model, a higher `priority` goes first. While Redis is
+        unreachable (restarting) it keeps retrying, as a wait, rather than admitting unpaced requests."""
         limits = self.config.for_model(model, provider_key_id)
         if limits is None:
             return Permit(model, provider_key_id, estimated_tokens, None)
@@ -164,18 +173,30 @@ class RateLimiter:
         except TimeoutError:
             self._forget_if_idle(scope, line)
             raise RateLimitWaitExceeded(model, "queue", 0.0) from None
+        failures = 0
         try:
             while True:
                 line.released.clear()
-                decision = await self.attempt(model, estimated_tokens=estimated_tokens, provider_key_id=provider_key_id)
+                try:
+                    decision = await self.attempt(
+                        model, estimated_tokens=estimated_tokens, provider_key_id=provider_key_id
+                    )
+                except _REDIS_DOWN as exc:
+                    failures += 1
+                    if failures == 1:
+                        log.warning(
+                            "rate limiter: Redis unreachable, waiting for it",
+                            extra={"model": model, "error": repr(exc)},
+                        )
+                    decision = Decision(None, min(0.05 * 2**failures, _MAX_BACKOFF), "unavailable")
                 if decision.permit is not None:
                     decision.permit.waited = loop.time() - started
                     return decision.permit
                 pause = decision.wait
                 if deadline is not None:
                     remaining = deadline - loop.time()
-                    # Exact waits fail fast; a concurrency wait is a poll, so keep trying until the deadline.
-                    if remaining <= 0 or (decision.reason not in _WAKE_ON_RELEASE and pause > remaining):
+                    # Exact waits fail fast; polls (a concurrency slot, Redis back) keep trying until the deadline.
+                    if remaining <= 0 or (decision.reason not in _KEEP_TRYING and pause > remaining):
                         raise RateLimitWaitExceeded(model, decision.reason, pause)
                     pause = min(pause, remaining)
                 await line.pause(pause, wake_on_release=decision.reason in _WAKE_ON_RELEASE)

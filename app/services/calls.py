@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from celery import Celery
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
+from app.engine.structured import check_schema
 from app.engine.task import TaskSpec, task_to_dict
 from app.errors import BadRequest, CallTimedOut, NotFound, ServiceUnavailable, StoredJobError
 from app.providers.base import ModelResolver
 from app.schemas.calls import CallRequest, CallResponse
 from app.schemas.functions import FunctionCallRequest
 from app.services.model_catalog import ModelCatalog
-from app.services.task_builder import build_task, function_call_request, function_definition
+from app.services.task_builder import build_task, function_call_request, function_definition, model_names
 from app.services.waiter import JobWaiter
 from app.store.functions import FunctionRepository
 from app.store.jobs import JobRecord, JobRepository, NewJob
@@ -25,6 +26,15 @@ from app.store.projects import ProjectRef
 from app.store.spans import SpanRepository
 from app.store.tables import JobStatus
 from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB
+
+
+@dataclass(frozen=True)
+class ResolvedTask:
+    """A call's task, resolved and checked but not written as a job (a batch's template): no input."""
+
+    task: TaskSpec
+    function_id: str
+    revision_id: str | None
 
 
 @dataclass
@@ -40,7 +50,7 @@ class CallService:
 
     async def _build_task(self, project: ProjectRef, request: CallRequest) -> TaskSpec:
         """The resolved task; run in a thread because expanding model names reads the database."""
-        expand = partial(self.catalog.expand, project.id) if self.catalog is not None else None
+        expand = self.catalog.expander(project.id, model_names(request.model)) if self.catalog is not None else None
         return await run_in_threadpool(
             partial(
                 build_task, request, default_model=self.settings.default_model, resolver=self.resolver, expand=expand
@@ -72,6 +82,35 @@ class CallService:
         task = await self._build_task(project, request)
         parent, trace_id = await self._trace_for(project, request)
         return await self._record(project, task, parent, trace_id, function.id, function.revision_id)
+
+    async def resolve_call(self, project: ProjectRef, request: CallRequest) -> ResolvedTask:
+        """What `submit` resolves (models expanded, schemas and configuration checked, the function
+        recorded) for calls yet to be given their inputs; `request.input` is ignored."""
+        task = await self._template(project, request)
+        ref = await run_in_threadpool(
+            self.functions.ensure_for_call, project.id, request.name, function_definition(request)
+        )
+        return ResolvedTask(task, ref.function_id, ref.revision_id)
+
+    async def resolve_function_call(
+        self, project: ProjectRef, function_id: str, revision_id: str | None, body: FunctionCallRequest
+    ) -> ResolvedTask:
+        """The same for a stored function at `revision_id` (or its latest); NotFound as `submit_function_call`."""
+        function = await run_in_threadpool(self.functions.at_revision, project.id, function_id, revision_id)
+        if function is None:
+            if revision_id is not None and await run_in_threadpool(self.functions.get, project.id, function_id):
+                raise NotFound("revision not found", detail=f"revision_id: no revision {revision_id} of this function")
+            raise NotFound("function not found", detail=f"function_id: no function {function_id} in this project")
+        task = await self._template(project, function_call_request(function, body))
+        return ResolvedTask(task, function.id, function.revision_id)
+
+    async def _template(self, project: ProjectRef, request: CallRequest) -> TaskSpec:
+        # Built without the input schema (there is no input to check yet), which is checked on its own.
+        probe = request.model_copy(update={"input": None, "input_schema": None})
+        task = await self._build_task(project, probe)
+        if request.input_schema is not None:
+            check_schema(request.input_schema, "input_schema")
+        return replace(task, input=None, input_schema=request.input_schema)
 
     async def _record(
         self,

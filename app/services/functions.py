@@ -6,7 +6,6 @@ Synchronous: route handlers are plain `def`s, which FastAPI runs in its thread p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import get_args
 
 from app.errors import BadRequest, NotFound
@@ -20,7 +19,7 @@ from app.schemas.functions import (
 )
 from app.schemas.paging import Meta, Page, Paginated
 from app.services.model_catalog import ModelCatalog
-from app.services.task_builder import check_definition_parts
+from app.services.task_builder import check_definition_parts, model_names
 from app.store.functions import FunctionDefinition, FunctionPatch, FunctionRecord, FunctionRepository, FunctionSort
 from app.store.projects import ProjectRef
 
@@ -41,7 +40,7 @@ class FunctionService:
 
     def _check(self, project: ProjectRef, body: CreateFunctionRequest | UpdateFunctionRequest) -> None:
         check_definition_parts(
-            expand=partial(self.catalog.expand, project.id) if self.catalog is not None else None,
+            expand=self.catalog.expander(project.id, model_names(body.model)) if self.catalog is not None else None,
             resolver=self.resolver,
             default_model=self.default_model,
             input_schema=body.input_schema,

@@ -8,6 +8,7 @@ names become `custom/<id>`. Names it does not know are left for the provider val
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ from app.store.models_catalog import (
 MAX_ALIAS_DEPTH = 5  # an alias may name aliases, this many levels deep
 MAX_EXPANDED_MODELS = 50  # a chain longer than this after expansion is refused
 _PRICE_KEYS = (("input_cost_per_token", "input_cost_per_million"), ("output_cost_per_token", "output_cost_per_million"))
+
+
+ModelExpander = Callable[[tuple[ModelSpec, ...]], tuple[ModelSpec, ...]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,15 @@ class ModelCatalog:
         """The chain with aliases expanded and custom models renamed `custom/<id>`; BadRequest (field
         `model`) on an alias cycle, a chain too deep or too long, or another project's `custom/<id>`."""
         return _Expansion(self, project_id).run(models)
+
+    def expander(
+        self, project_id: str, names: Iterable[str] = ()
+    ) -> Callable[[tuple[ModelSpec, ...]], tuple[ModelSpec, ...]]:
+        """`expand` for one request: `names` (the request's top-level model names) are looked up in one
+        query up front, and lookups are shared by every entry of the chain."""
+        expansion = _Expansion(self, project_id)
+        expansion._look_up(names)
+        return expansion.run
 
     def load_custom(self, custom_model_id: str) -> CustomModelConfig | None:
         """The worker's loader: the model's endpoint, decrypted key and prices, None if it is gone."""

@@ -46,6 +46,12 @@ ModelExpander = Callable[[tuple[ModelSpec, ...]], tuple[ModelSpec, ...]]
 """A project's `ModelCatalog.expand`: aliases to their fallbacks, custom model names to `custom/<id>`."""
 
 
+def model_names(model: ModelInput | None) -> list[str]:
+    """The top-level model names a request gives (before expansion)."""
+    entries = model if isinstance(model, list) else [model] if model is not None else []
+    return [entry if isinstance(entry, str) else entry.name for entry in entries]
+
+
 def parse_models(
     model: ModelInput | None, default_model: str, resolver: ModelResolver, expand: ModelExpander | None = None
 ) -> tuple[ModelSpec, ...]:

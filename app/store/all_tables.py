@@ -2,6 +2,7 @@
 
 from app.store import (  # noqa: F401
     tables,
+    tables_batches,
     tables_delivery,
     tables_functions,
     tables_models,

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
+from app.store import batch_counters
+from app.store.batch_counters import CounterDelta
 from app.store.db import Database
 from app.store.tables import Base, Function, Job, JobStatus, Span, utcnow
 
@@ -51,6 +53,8 @@ class JobRecord:
     webhook_url: str | None = None
     webhook_secrets: tuple[str, ...] = ()
     meta: dict[str, Any] | None = None
+    batch_id: str | None = None  # a batch item: `task` holds only name, input and tags
+    custom_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -79,6 +83,8 @@ class JobRecord:
             webhook_url=job.webhook_url,
             webhook_secrets=tuple(job.webhook_secrets or ()),
             meta=job.meta,
+            batch_id=job.batch_id,
+            custom_id=job.custom_id,
         )
 
 
@@ -110,7 +116,15 @@ class Claim:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class RequeuedJob:
+    id: str
+    batch_id: str | None
+
+
 class JobRepository:
+    """Every transition of a batch item also moves its batch's counters, in the same transaction."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -161,24 +175,30 @@ class JobRepository:
         expires = now + timedelta(seconds=lease_seconds)
         with self.db.transaction() as session:
             _relax_durability(session)
-            job = session.scalars(
-                update(Job)
-                .where(
-                    Job.id == job_id,
-                    (Job.status == JobStatus.queued)
-                    | ((Job.status == JobStatus.running) & (Job.lease_expires_at < now)),
-                )
-                .values(
-                    status=JobStatus.running,
-                    lease_token=token,
-                    lease_expires_at=expires,
-                    started_at=now,
-                    delivery_attempts=Job.delivery_attempts + 1,
-                )
-                .returning(Job)
-                .execution_options(synchronize_session=False)
-            ).first()
-            return Claim(JobRecord.of(job), token, expires) if job else None
+            # Queued first, then an expired lease: a batch item's counters move only on the first.
+            takeable = ((JobStatus.queued, Job.status == JobStatus.queued), (JobStatus.running, _lease_expired(now)))
+            for prior, condition in takeable:
+                job = session.scalars(
+                    update(Job)
+                    .where(Job.id == job_id, condition)
+                    .values(
+                        status=JobStatus.running,
+                        lease_token=token,
+                        lease_expires_at=expires,
+                        started_at=now,
+                        dispatched_at=None,
+                        delivery_attempts=Job.delivery_attempts + 1,
+                    )
+                    .returning(Job)
+                    .execution_options(synchronize_session=False)
+                ).first()
+                if job is None:
+                    continue
+                if job.batch_id is not None and prior is JobStatus.queued:
+                    stripe = batch_counters.stripe_of(job.id)
+                    batch_counters.add(session, job.batch_id, stripe, CounterDelta(running=1), started=now)
+                return Claim(JobRecord.of(job), token, expires)
+            return None
 
     def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:
         """Extend a held lease. False means the lease was lost: stop working on the job."""
@@ -208,8 +228,10 @@ class JobRepository:
         False if this lease no longer holds."""
         return self._end(
             (Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running),
+            JobStatus.running,
             {"status": status, "result": result, "error": error},
-            [*spans, *extra_rows],
+            spans,
+            extra_rows,
         )
 
     def cancel(
@@ -223,25 +245,61 @@ class JobRepository:
         """Move a queued or running job to `cancelled` with its rows; False if it had already ended.
 
         A running job's worker loses its lease with this (renew and finish need `running`)."""
-        return self._end(
-            (Job.id == job_id, Job.status.in_([JobStatus.queued, JobStatus.running])),
-            {"status": JobStatus.cancelled, "error": error},
-            [*spans, *extra_rows],
+        values = {"status": JobStatus.cancelled, "error": error}
+        return any(
+            self._end((Job.id == job_id, Job.status == prior), prior, values, spans, extra_rows)
+            for prior in (JobStatus.queued, JobStatus.running)
         )
 
-    def _end(self, conditions: tuple[Any, ...], values: dict[str, Any], rows: list[Base]) -> bool:
-        """The one final transition: a conditional UPDATE, and the rows it brings only if it applied."""
+    def _end(
+        self,
+        conditions: tuple[Any, ...],
+        prior: JobStatus,
+        values: dict[str, Any],
+        spans: Sequence[Span],
+        extra_rows: Sequence[Base],
+    ) -> bool:
+        """The one final transition from `prior`: a conditional UPDATE, and the rows it brings (and a
+        batch item's counter moves) only if it applied."""
         with self.db.transaction() as session:
-            written = session.execute(
+            ended = session.execute(
                 update(Job)
                 .where(*conditions)
-                .values(finished_at=utcnow(), lease_token=None, lease_expires_at=None, **values)
+                .values(finished_at=utcnow(), lease_token=None, lease_expires_at=None, dispatched_at=None, **values)
+                .returning(Job.id, Job.batch_id)
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            if not written:
+            ).first()
+            if ended is None:
                 return False
-            session.add_all(rows)
+            session.add_all([*spans, *extra_rows])
+            if ended.batch_id is not None:
+                delta = CounterDelta.ended(prior, values["status"], spans)
+                batch_counters.add(session, ended.batch_id, batch_counters.stripe_of(ended.id), delta)
             return True
+
+    def release(self, job_id: str, token: str, *, redispatch_at: datetime | None) -> JobRecord | None:
+        """Hand a running job back to the queue without counting the delivery (it could not start: the
+        rate limit had no room); None if this lease no longer holds. `redispatch_at` marks when its
+        new broker message becomes due (batch items; see `dispatched_at`)."""
+        with self.db.transaction() as session:
+            job = session.scalars(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running)
+                .values(
+                    status=JobStatus.queued,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    delivery_attempts=Job.delivery_attempts - 1,
+                    dispatched_at=redispatch_at,
+                )
+                .returning(Job)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if job is None:
+                return None
+            if job.batch_id is not None:
+                batch_counters.add(session, job.batch_id, batch_counters.stripe_of(job.id), CounterDelta(running=-1))
+            return JobRecord.of(job)
 
     def find(self, project_id: str, filters: JobFilters, *, offset: int, limit: int) -> tuple[list[JobRecord], int]:
         """A page of the project's jobs matching `filters`, newest first, and the total count."""
@@ -266,21 +324,34 @@ class JobRepository:
 
     def requeue_expired(self, *, limit: int = 500) -> list[str]:
         """Return running jobs whose worker stopped renewing its lease to the queue."""
+        return [job.id for job in self.requeue_expired_jobs(limit=limit)]
+
+    def requeue_expired_jobs(self, *, limit: int = 500) -> list[RequeuedJob]:
+        """The same, saying which are batch items (marked dispatched: the caller sends them at once)."""
         now = utcnow()
         with self.db.transaction() as session:
-            expired = session.scalars(
-                select(Job.id).where(Job.status == JobStatus.running, Job.lease_expires_at < now).limit(limit)
-            ).all()
+            expired = session.scalars(select(Job.id).where(_lease_expired(now)).limit(limit)).all()
             requeued = []
             for job_id in expired:
                 moved = session.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.status == JobStatus.running, Job.lease_expires_at < now)
+                    .where(Job.id == job_id, _lease_expired(now))
                     .values(status=JobStatus.queued, lease_token=None, lease_expires_at=None)
+                    .returning(Job.batch_id)
                     .execution_options(synchronize_session=False)
-                ).rowcount
-                if moved:
-                    requeued.append(job_id)
+                ).first()
+                if moved is None:
+                    continue
+                requeued.append(RequeuedJob(job_id, moved.batch_id))
+                if moved.batch_id is not None:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job_id)
+                        .values(dispatched_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
+                    stripe = batch_counters.stripe_of(job_id)
+                    batch_counters.add(session, moved.batch_id, stripe, CounterDelta(running=-1))
             return requeued
 
     def discard_queued(self, job_id: str) -> None:
@@ -289,6 +360,10 @@ class JobRepository:
             session.execute(
                 delete(Job).where(Job.id == job_id, Job.status == JobStatus.queued, Job.delivery_attempts == 0)
             )
+
+
+def _lease_expired(now: datetime) -> Any:
+    return (Job.status == JobStatus.running) & (Job.lease_expires_at < now)
 
 
 def _relax_durability(session: Session) -> None:

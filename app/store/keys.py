@@ -66,3 +66,10 @@ def rate_limit_budget(scope: str) -> str:
 def rate_limit_slots(scope: str) -> str:
     """Sorted set of a model + provider key's leased concurrency slots, scored by lease expiry (Redis time)."""
     return f"{PREFIX}:ratelimit:{{{scope}}}:slots"
+
+
+BATCH_DISPATCH_LOCK = f"{PREFIX}:batch:dispatch-lock"
+"""Held by the one worker whose sweeper tops up batch windows this round (others skip the round)."""
+
+BATCH_CAPACITY = f"{PREFIX}:batch:capacity"
+"""Hash: `host:pid` of each worker consuming the batch queue → `threads:expires_epoch` (refreshed by its sweeper)."""

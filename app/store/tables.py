@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -122,6 +123,31 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index("ix_jobs_project_created", "project_id", "created_at"),
+        # Batch items only (partial indexes: interactive jobs stay out of them). Dispatch and status
+        # filters walk (batch, status, position); results page by position; in-broker items are few.
+        Index(
+            "ix_jobs_batch_status",
+            "batch_id",
+            "status",
+            "batch_seq",
+            postgresql_where=text("batch_id IS NOT NULL"),
+            sqlite_where=text("batch_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_batch_seq",
+            "batch_id",
+            "batch_seq",
+            unique=True,
+            postgresql_where=text("batch_id IS NOT NULL"),
+            sqlite_where=text("batch_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_batch_dispatched",
+            "batch_id",
+            "dispatched_at",
+            postgresql_where=text("dispatched_at IS NOT NULL"),
+            sqlite_where=text("dispatched_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -146,6 +172,12 @@ class Job(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secrets: Mapped[list[str] | None] = mapped_column(JSONType)  # `whsec_...`, newest first
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Batch items (migration 0007). Their `task` holds only name, input and tags: the rest is the
+    # batch's template. `dispatched_at` is set while a message for the item is on the broker.
+    batch_id: Mapped[str | None] = mapped_column(String(36))
+    batch_seq: Mapped[int | None] = mapped_column(Integer)  # 1-based position in the submission
+    custom_id: Mapped[str | None] = mapped_column(String(255))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Span(Base):

@@ -1,0 +1,178 @@
+"""Feeding batch items to the `conveyor.batch` queue a window at a time, never all at once.
+
+Submitting a batch sends no message. Each worker's sweeper thread runs `BatchDispatcher.tick` (one
+worker per round, by a Redis lock): for every live batch it
+- tops the batch up to its share of the window: items out (sent and unclaimed, or running) stay at
+  most `window_per_thread` × the threads of live batch workers, shared evenly among live batches;
+- sends again the items sent longer than `lost_after` ago and still queued: their message was lost
+  (Redis restarted or was flushed). A duplicate message is harmless: the claim takes a job once;
+- re-cancels a cancelling batch's queued items (put back by a lost worker or the rate limit), and
+  ends batches whose items all ended (see BatchCompletion).
+Rounds come every half second, and sooner (at most every 0.1 s) after a worker ended an item, so the
+window refills quickly even for fast models while messages still go out many per round: one message
+per publish costs several times the broker round trips of a batch of them (workers/sweeper.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+from celery import Celery
+
+from app.config import Settings
+from app.services.batch_completion import BatchCompletion
+from app.store import keys
+from app.store.batch_dispatch import BatchDispatchRepository
+from app.store.batches import BatchRepository
+from app.store.tables import utcnow
+from app.store.tables_batches import BatchStatus
+from workers.celery_app import BATCH_QUEUE, RUN_BATCH_ITEM
+
+log = logging.getLogger("conveyor.batches")
+
+# Batch items yield to interactive calls at the rate limiter, and give their thread back when the
+# limiter has no room within this long (the job returns to the queue; no attempt is counted).
+BATCH_PRIORITY = 0
+BATCH_MAX_RATE_WAIT = 60.0
+
+BATCH_CANCELLED_ERROR = {
+    "type": "BatchCancelled",
+    "message": "the batch was cancelled before this item ran",
+    "detail": "the item never ran and was not billed",
+    "status_code": 409,
+}
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    window_per_thread: float = 2.0
+    lost_after: timedelta = timedelta(minutes=2)
+    abandoned_intake_after: timedelta = timedelta(minutes=5)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DispatchPolicy:
+        # A message unclaimed for two lease periods is lost: a live worker claims well within one.
+        return cls(lost_after=timedelta(seconds=2 * settings.job_lease_seconds))
+
+
+class BatchCapacity:
+    """How many threads consume the batch queue: each such worker registers its own in a Redis hash
+    with an expiry time, refreshed by its sweeper; members not refreshed in time no longer count."""
+
+    def __init__(self, client: redis.Redis, *, ttl_seconds: float = 30.0) -> None:
+        self.client = client
+        self.ttl = ttl_seconds
+
+    def register(self, member: str, threads: int) -> None:
+        self.client.hset(keys.BATCH_CAPACITY, member, f"{threads}:{time.time() + self.ttl:.0f}")
+
+    def unregister(self, member: str) -> None:
+        self.client.hdel(keys.BATCH_CAPACITY, member)
+
+    def threads(self) -> int:
+        now, total, expired = time.time(), 0, []
+        for member, value in self.client.hgetall(keys.BATCH_CAPACITY).items():
+            threads, _, until = value.decode().partition(":")
+            if float(until or 0) < now:
+                expired.append(member)
+            else:
+                total += int(threads)
+        if expired:
+            self.client.hdel(keys.BATCH_CAPACITY, *expired)
+        return total
+
+
+class ItemSender:
+    """Batch item messages, on one pooled producer per round."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def send(self, job_ids: Sequence[str], *, countdown: float | None = None) -> None:
+        if not job_ids:
+            return
+        with self.celery.producer_or_acquire() as producer:
+            for job_id in job_ids:
+                self.celery.send_task(
+                    RUN_BATCH_ITEM, args=[job_id], queue=BATCH_QUEUE, countdown=countdown, producer=producer
+                )
+
+
+class BatchDispatcher:
+    def __init__(
+        self,
+        items: BatchDispatchRepository,
+        batches: BatchRepository,
+        completion: BatchCompletion,
+        sender: ItemSender,
+        capacity: BatchCapacity,
+        policy: DispatchPolicy,
+    ) -> None:
+        self.items = items
+        self.batches = batches
+        self.completion = completion
+        self.sender = sender
+        self.capacity = capacity
+        self.policy = policy
+
+    def tick(self) -> int:
+        """One round over the live batches; how many items were sent."""
+        abandoned = self.batches.fail_abandoned_intakes(idle_since=utcnow() - self.policy.abandoned_intake_after)
+        if abandoned:
+            log.warning("batches whose intake died half-way failed", extra={"count": abandoned})
+        live = self.items.live()
+        running = [b for b in live if b.status is BatchStatus.running]
+        window = int(self.policy.window_per_thread * self.capacity.threads())
+        share = max(1, window // len(running)) if running and window > 0 else 0
+        sent = 0
+        for batch in live:
+            if batch.status is BatchStatus.cancelling:
+                self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR)
+            elif share:
+                sent += self._feed(batch.id, share)
+            self.completion.end_if_done(batch.id)
+        return sent
+
+    def _feed(self, batch_id: str, share: int) -> int:
+        lost = self.items.take_lost(batch_id, sent_before=utcnow() - self.policy.lost_after)
+        if lost:
+            log.warning("sending batch items again: their messages were lost", extra={"count": len(lost)})
+        fresh = self.items.take_next(batch_id, share - self.items.outstanding(batch_id))
+        return self._send([*lost, *fresh])
+
+    def _send(self, job_ids: list[str]) -> int:
+        try:
+            self.sender.send(job_ids)
+        except Exception:
+            self.items.unsend(job_ids)
+            raise
+        return len(job_ids)
+
+
+class TemplateCache:
+    """Batch templates by batch id, for the workers: a template never changes, so it is read once."""
+
+    def __init__(self, batches: BatchRepository, *, size: int = 256) -> None:
+        self.batches = batches
+        self.size = size
+        self._templates: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def get(self, batch_id: str) -> dict | None:
+        with self._lock:
+            found = self._templates.get(batch_id)
+        if found is not None:
+            return found
+        template = self.batches.template(batch_id)
+        if template is not None:
+            with self._lock:
+                if len(self._templates) >= self.size:
+                    self._templates.pop(next(iter(self._templates)))
+                self._templates[batch_id] = template
+        return template

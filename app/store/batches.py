@@ -1,0 +1,322 @@
+"""Batches: intake (a row, then items in bulk), reads with their counters, cancel, end, and item pages.
+
+Items are `jobs` rows written with Core `INSERT ... VALUES` in chunks, never ORM objects one by one.
+Every read of progress sums the batch's counter stripes (app/store/batch_counters.py); no read counts
+item rows, except the pages of results, which walk the `(batch_id, batch_seq)` index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from app.store import batch_counters
+from app.store.batch_counters import BatchTotals, CounterDelta
+from app.store.db import Database
+from app.store.tables import Base, Job, JobStatus, new_id, utcnow
+from app.store.tables_batches import Batch, BatchCounter, BatchStatus
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    project_id: str
+    task_template: dict[str, Any]
+    function_id: str | None = None
+    revision_id: str | None = None
+    webhook_url: str | None = None
+    meta: dict[str, Any] | None = None
+    completion_window: str | None = None
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """One accepted item: its own part of the task (the rest is the batch's template)."""
+
+    custom_id: str
+    input: Any
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: str
+    project_id: str
+    status: BatchStatus
+    function_id: str | None
+    revision_id: str | None
+    task_template: dict[str, Any]
+    anchor_job_id: str | None
+    webhook_url: str | None
+    meta: dict[str, Any] | None
+    completion_window: str | None
+    total: int
+    invalid_count: int
+    invalid_items: tuple[dict[str, Any], ...]
+    created_at: datetime
+    cancel_requested_at: datetime | None
+    finished_at: datetime | None
+    totals: BatchTotals = field(default_factory=BatchTotals)
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.total - self.totals.running - self.totals.ended)
+
+    @classmethod
+    def of(cls, row: Batch, totals: BatchTotals | None) -> BatchRecord:
+        return cls(
+            id=row.id,
+            project_id=row.project_id,
+            status=BatchStatus(row.status),
+            function_id=row.function_id,
+            revision_id=row.revision_id,
+            task_template=row.task_template,
+            anchor_job_id=row.anchor_job_id,
+            webhook_url=row.webhook_url,
+            meta=row.meta,
+            completion_window=row.completion_window,
+            total=row.total,
+            invalid_count=row.invalid_count,
+            invalid_items=tuple(row.invalid_items or ()),
+            created_at=row.created_at,
+            cancel_requested_at=row.cancel_requested_at,
+            finished_at=row.finished_at,
+            totals=totals or BatchTotals(),
+        )
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """One item as the results stream shows it."""
+
+    seq: int
+    job_id: str
+    custom_id: str
+    status: JobStatus
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    task: dict[str, Any]
+
+
+EndRows = Callable[[BatchRecord], Sequence[Base]]
+"""Builds the rows written with a batch's final state (its webhook delivery), from the ended batch."""
+
+
+class BatchRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- intake ------------------------------------------------------------------------------------
+
+    def create(self, new: NewBatch) -> str:
+        """A batch in `validating`, invisible to the dispatcher until `activate`."""
+        batch_id = new_id()
+        now = utcnow()
+        with self.db.transaction() as session:
+            session.add(
+                Batch(
+                    id=batch_id,
+                    project_id=new.project_id,
+                    status=BatchStatus.validating,
+                    function_id=new.function_id,
+                    revision_id=new.revision_id,
+                    task_template=new.task_template,
+                    webhook_url=new.webhook_url,
+                    meta=new.meta,
+                    completion_window=new.completion_window,
+                    total=0,
+                    invalid_count=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            session.flush()
+            session.execute(insert(BatchCounter), batch_counters.new_stripes(batch_id))
+        return batch_id
+
+    def add_items(
+        self, batch: str, new: NewBatch, items: Sequence[NewItem], *, first_seq: int, anchor_secrets: list[str] | None
+    ) -> str | None:
+        """Insert a chunk of items (one multi-row INSERT per few thousand); the job id of the first.
+
+        The batch's first item (`first_seq` 1) becomes its anchor and carries `anchor_secrets`."""
+        if not items:
+            return None
+        now = utcnow()
+        name = new.task_template["name"]
+        rows = [
+            {
+                "id": new_id(),
+                "project_id": new.project_id,
+                "function_id": new.function_id,
+                "revision_id": new.revision_id,
+                "span_id": new_id(),
+                "status": JobStatus.queued,
+                "task": {"name": name, "input": item.input, "tags": item.tags},
+                "trace_id": new_id(),
+                "delivery_attempts": 0,
+                "created_at": now,
+                "stream": False,
+                "webhook_secrets": None,
+                "batch_id": batch,
+                "batch_seq": first_seq + offset,
+                "custom_id": item.custom_id,
+            }
+            for offset, item in enumerate(items)
+        ]
+        if first_seq == 1:
+            rows[0]["webhook_secrets"] = anchor_secrets
+        with self.db.transaction() as session:
+            session.connection().execute(insert(Job.__table__), rows)  # Core executemany, no ORM objects
+            values: dict[str, Any] = {"updated_at": now}
+            if first_seq == 1:
+                values["anchor_job_id"] = rows[0]["id"]
+            session.execute(update(Batch).where(Batch.id == batch).values(**values))
+        return rows[0]["id"]
+
+    def activate(self, batch_id: str, *, total: int, invalid: Sequence[dict[str, Any]], invalid_count: int) -> None:
+        """Intake done: the batch runs."""
+        with self.db.transaction() as session:
+            session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.status == BatchStatus.validating)
+                .values(
+                    status=BatchStatus.running,
+                    total=total,
+                    invalid_items=list(invalid) or None,
+                    invalid_count=invalid_count,
+                    updated_at=utcnow(),
+                )
+            )
+
+    def discard(self, batch_id: str) -> None:
+        """Remove a batch whose intake was refused, with the items already written."""
+        with self.db.transaction() as session:
+            session.execute(delete(Job).where(Job.batch_id == batch_id))
+            session.execute(delete(Batch).where(Batch.id == batch_id))
+
+    def fail_abandoned_intakes(self, *, idle_since: datetime) -> int:
+        """Batches whose intake stopped writing (the API died mid-upload) fail, and lose their items."""
+        with self.db.transaction() as session:
+            stale = session.scalars(
+                select(Batch.id).where(Batch.status == BatchStatus.validating, Batch.updated_at < idle_since)
+            ).all()
+            for batch_id in stale:
+                session.execute(delete(Job).where(Job.batch_id == batch_id, Job.status == JobStatus.queued))
+                session.execute(
+                    update(Batch)
+                    .where(Batch.id == batch_id, Batch.status == BatchStatus.validating)
+                    .values(status=BatchStatus.failed, finished_at=utcnow(), total=0)
+                )
+            return len(stale)
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def get(self, batch_id: str, *, project_id: str | None = None) -> BatchRecord | None:
+        with self.db.transaction() as session:
+            query = select(Batch).where(Batch.id == batch_id)
+            if project_id is not None:
+                query = query.where(Batch.project_id == project_id)
+            row = session.scalars(query).first()
+            if row is None:
+                return None
+            return BatchRecord.of(row, batch_counters.totals(session, [row.id]).get(row.id))
+
+    def find(
+        self, project_id: str, statuses: Sequence[BatchStatus], *, offset: int, limit: int
+    ) -> tuple[list[BatchRecord], int]:
+        """A page of the project's batches, newest first, and how many match."""
+        conditions = [Batch.project_id == project_id]
+        if statuses:
+            conditions.append(Batch.status.in_(statuses))
+        with self.db.transaction() as session:
+            total = session.scalar(select(func.count()).select_from(Batch).where(*conditions)) or 0
+            rows = session.scalars(
+                select(Batch).where(*conditions).order_by(Batch.created_at.desc(), Batch.id).offset(offset).limit(limit)
+            ).all()
+            sums = batch_counters.totals(session, [row.id for row in rows])
+            return [BatchRecord.of(row, sums.get(row.id)) for row in rows], total
+
+    def template(self, batch_id: str) -> dict[str, Any] | None:
+        with self.db.transaction() as session:
+            return session.scalar(select(Batch.task_template).where(Batch.id == batch_id))
+
+    def items(
+        self, batch_id: str, *, statuses: Sequence[JobStatus] = (), after_seq: int = 0, limit: int = 1000
+    ) -> list[ItemOutcome]:
+        """Items after position `after_seq`, in submission order (keyset paging: each page is one index walk)."""
+        conditions = [Job.batch_id == batch_id, Job.batch_seq > after_seq]
+        if statuses:
+            conditions.append(Job.status.in_(statuses))
+        with self.db.transaction() as session:
+            rows = session.execute(
+                select(Job.batch_seq, Job.id, Job.custom_id, Job.status, Job.result, Job.error, Job.task)
+                .where(*conditions)
+                .order_by(Job.batch_seq)
+                .limit(limit)
+            )
+            return [
+                ItemOutcome(r.batch_seq, r.id, r.custom_id, JobStatus(r.status), r.result, r.error, r.task)
+                for r in rows
+            ]
+
+    # --- cancel and end ----------------------------------------------------------------------------
+
+    def request_cancel(self, batch_id: str, *, error: dict[str, Any]) -> int:
+        """Running → cancelling, and every queued item cancelled in one UPDATE (nothing not run is billed).
+        Returns how many items were cancelled; again on a cancelling batch, it catches items put back
+        on the queue since (a lost worker's, or one the rate limit sent back)."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.status == BatchStatus.running)
+                .values(status=BatchStatus.cancelling, cancel_requested_at=now)
+            )
+            status = session.scalar(select(Batch.status).where(Batch.id == batch_id))
+            if status != BatchStatus.cancelling:
+                return 0
+            cancelled = session.execute(
+                update(Job)
+                .where(Job.batch_id == batch_id, Job.status == JobStatus.queued)
+                .values(status=JobStatus.cancelled, error=error, finished_at=now, dispatched_at=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if cancelled:
+                batch_counters.add(session, batch_id, 0, CounterDelta(cancelled=cancelled))
+            return cancelled
+
+    def end_if_done(self, batch_id: str, rows_for: EndRows) -> BatchRecord | None:
+        """Move a batch whose items all ended to its final state, with `rows_for(ended)`; the ended
+        batch, or None when it has not ended (or another caller ended it first).
+
+        Counters are read after the caller's own transitions committed, so of several items ending
+        together, the last to commit sees them all."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            row = session.get(Batch, batch_id)
+            if row is None:
+                return None
+            totals = batch_counters.totals(session, [batch_id]).get(batch_id, BatchTotals())
+            status = BatchStatus(row.status)
+            if status is BatchStatus.running and totals.ended >= row.total:
+                final = BatchStatus.completed
+            elif status is BatchStatus.cancelling and totals.running == 0 and totals.ended >= row.total:
+                final = BatchStatus.cancelled
+            else:
+                return None
+            moved = session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.status == status)
+                .values(status=final, finished_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not moved:
+                return None
+            session.expire(row)
+            ended = BatchRecord.of(session.get(Batch, batch_id), totals)
+            session.add_all(rows_for(ended))
+            return ended

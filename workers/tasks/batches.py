@@ -1,0 +1,53 @@
+"""Celery glue for batch items, and the wiring of a worker's batch duties.
+
+An item's message carries its job id only; the JobRunner does the rest (template, rate-limit
+priority, an early dispatcher round). `batch_duties` and `batch_support` build, from the worker's
+runtime, what the sweeper and the runner need.
+"""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery
+
+from app.services.batch_completion import BatchCompletion
+from app.services.batch_dispatch import (
+    BatchCapacity,
+    BatchDispatcher,
+    DispatchPolicy,
+    ItemSender,
+    TemplateCache,
+)
+from app.store.batch_dispatch import BatchDispatchRepository
+from app.store.batches import BatchRepository
+from workers.celery_app import RUN_BATCH_ITEM
+from workers.runner import BatchSupport, JobRunner
+from workers.runtime import WorkerRuntime
+from workers.sweeper import BatchDuties
+
+
+def register_batch_tasks(app: Celery, runner: JobRunner) -> None:
+    @app.task(name=RUN_BATCH_ITEM, acks_late=True, reject_on_worker_lost=True)
+    def run_batch_item(job_id: str) -> None:
+        runner.run(job_id)
+
+
+def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, threads: int) -> BatchDuties:
+    """The dispatcher this worker's sweeper runs rounds of (and its capacity registration)."""
+    batches = BatchRepository(runtime.db)
+    capacity = BatchCapacity(runtime.redis)
+    dispatcher = BatchDispatcher(
+        BatchDispatchRepository(runtime.db),
+        batches,
+        BatchCompletion(batches, runtime.dispatcher),
+        ItemSender(app),
+        capacity,
+        DispatchPolicy.from_settings(runtime.settings),
+    )
+    client: redis.Redis = runtime.redis
+    return BatchDuties(dispatcher, capacity, client, member, threads)
+
+
+def batch_support(runtime: WorkerRuntime, duties: BatchDuties) -> BatchSupport:
+    """What the runner needs for batch items: templates, and an early dispatcher round after each."""
+    return BatchSupport(TemplateCache(BatchRepository(runtime.db)), duties.kick)
