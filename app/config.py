@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(1000, validation_alias=AliasChoices("CONVEYOR_WORKER_CONCURRENCY"))
     db_pool_size: int = Field(20, validation_alias=AliasChoices("CONVEYOR_DB_POOL_SIZE"))
     max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias=AliasChoices("CONVEYOR_MAX_BODY_BYTES"))
+    batch_max_upload_bytes: int = Field(1024**3, validation_alias=AliasChoices("CONVEYOR_BATCH_MAX_UPLOAD_BYTES"))
 
     # --- delivery modes: jobs, streams, webhooks --------------------------------------------------
     job_max_wait_seconds: float = Field(60.0, validation_alias=AliasChoices("CONVEYOR_JOB_MAX_WAIT_SECONDS"))

@@ -41,5 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in routes.v2_routers():
         app.include_router(router, prefix="/v2")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides={"/v2/batches": settings.batch_max_upload_bytes},
+    )
     return app

@@ -108,3 +108,14 @@ def test_health_and_readiness(stack):
 def test_every_route_is_in_the_openapi_document(stack):
     paths = httpx.get(stack.url + "/openapi.json").json()["paths"]
     assert {"/v2/call", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_batch_uploads_have_their_own_larger_limit(stack, key):
+    """The body limit of /v2/call does not cap /v2/batches (its uploads stream to disk)."""
+    items = [{"custom_id": f"c{i}", "input": "x" * 200} for i in range(6000)]  # ~1.5 MB > the stack's 1 MB
+    with stack.client(key) as client:
+        too_big_for_call = client.post("/call", json={"name": "t", "input": items})
+        batch = client.post("/batches", json={"function": {"name": "big", "model": "fake/big"}, "items": items})
+    assert too_big_for_call.status_code == 413
+    assert batch.status_code == 202, batch.text
+    assert batch.json()["counts"]["total"] == 6000
