@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import ConveyorError
@@ -46,6 +47,19 @@ def install_error_handlers(app: FastAPI) -> None:
         kinds = {404: "NotFoundError", 405: "MethodNotAllowedError", 401: "UnauthorizedError"}
         return error_response(
             exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail), exc.detail, exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+        # The database refused or dropped the connection (down, restarting, out of connections):
+        # nothing was half-written (every write is one transaction), so the caller may simply retry.
+        log.warning("database unavailable", extra={"error": str(exc.orig)[:200]})
+        return error_response(
+            503,
+            "ServiceUnavailableError",
+            "the database is unavailable; retry shortly",
+            "database: connection refused or exhausted",
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)
