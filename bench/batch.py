@@ -246,6 +246,8 @@ def main() -> None:
         for items in sizes:
             print(f"running a batch of {items:,} items...", flush=True)
             runs.append(measure(items, args, Path(workdir)))
+            if len(sizes) > 1 and len(runs) < len(sizes):
+                report(runs[-1:], args)  # each size's figures as soon as they exist
     report(runs, args)
 
 
