@@ -90,8 +90,8 @@ class JobRunner:
         self.celery = celery
         self.batches = batches
 
-    def run(self, job_id: str) -> JobStatus | None:
-        claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds)
+    def run(self, job_id: str, *, batch_item: bool = False) -> JobStatus | None:
+        claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds, batch_item=batch_item)
         if claim is None:
             log.info("job not claimable (finished, cancelled or held by a live worker)", extra={"job_id": job_id})
             return None

@@ -93,10 +93,18 @@ class ModelCatalog:
         self, project_id: str, names: Iterable[str] = ()
     ) -> Callable[[tuple[ModelSpec, ...]], tuple[ModelSpec, ...]]:
         """`expand` for one request: `names` (the request's top-level model names) are looked up in one
-        query up front, and lookups are shared by every entry of the chain."""
+        query with the chain's first names, and lookups are shared by every entry of the chain.
+
+        Building the expander reads nothing: an async caller builds it on its event loop and runs it
+        (which reads the database) in a thread."""
         expansion = _Expansion(self, project_id)
-        expansion._look_up(names)
-        return expansion.run
+        pending = tuple(names)
+
+        def run(models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
+            expansion._look_up((*pending, *(spec.name for spec in models)))  # one query for both
+            return expansion.run(models)
+
+        return run
 
     def load_custom(self, custom_model_id: str) -> CustomModelConfig | None:
         """The worker's loader: the model's endpoint, decrypted key and prices, None if it is gone."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from app.store.tables import JobStatus, Span
@@ -83,7 +83,9 @@ def new_stripes(batch_id: str) -> list[dict[str, Any]]:
     return [{"batch_id": batch_id, "stripe": n, **dict.fromkeys(_SUMMED, 0)} for n in range(COUNTER_STRIPES)]
 
 
-def add(session: Session, batch_id: str, stripe: int, delta: CounterDelta, *, started: datetime | None = None) -> None:
+def add(
+    session: Session | Connection, batch_id: str, stripe: int, delta: CounterDelta, *, started: datetime | None = None
+) -> None:
     """Add `delta` to one stripe; with `started`, record it as the stripe's first claim if it has none."""
     values: dict[str, Any] = {
         name: getattr(BatchCounter, name) + getattr(delta, name) for name in _SUMMED if getattr(delta, name)

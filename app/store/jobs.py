@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from app.store import batch_counters
 from app.store.batch_counters import CounterDelta
 from app.store.db import Database
-from app.store.tables import Base, Function, Job, JobStatus, Span, utcnow
+from app.store.rows import insert_objects
+from app.store.tables import Base, Function, Job, JobStatus, Span, new_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class JobRecord:
         return str(self.task.get("name") or "")
 
     @classmethod
-    def of(cls, job: Job) -> JobRecord:
+    def of(cls, job: Any) -> JobRecord:
+        """From a `Job` object or a row of the jobs table (they share attribute names)."""
         return cls(
             id=job.id,
             project_id=job.project_id,
@@ -122,6 +124,57 @@ class RequeuedJob:
     batch_id: str | None
 
 
+# The state machine's statements, built once. A job's transitions are its worker's hot path: built per
+# call, SQLAlchemy spends more CPU composing and cache-keying an UPDATE than running it, and the ORM
+# session's unit of work as much again (measured: 1.7 ms of CPU per claim through the ORM, 0.5 ms here).
+_jobs = Job.__table__
+_JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+_THIS_JOB = _jobs.c.id == bindparam("p_id")
+_LEASE_HELD = (_THIS_JOB, _jobs.c.lease_token == bindparam("p_token"), _jobs.c.status == JobStatus.running)
+_INSERT_JOB = insert(_jobs).returning(*_jobs.c)
+_TAKE = {
+    "status": JobStatus.running,
+    "lease_token": bindparam("p_token"),
+    "lease_expires_at": bindparam("p_expires"),
+    "started_at": bindparam("p_now"),
+    "dispatched_at": None,
+    "delivery_attempts": _jobs.c.delivery_attempts + 1,
+}
+_CLAIM_QUEUED = update(_jobs).where(_THIS_JOB, _jobs.c.status == JobStatus.queued).values(**_TAKE).returning(*_jobs.c)
+# A queued job outside any batch is taken by this statement alone, committed on its own (no
+# transaction round trips): nothing else has to move with it.
+_CLAIM_QUEUED_ALONE = (
+    update(_jobs)
+    .where(_THIS_JOB, _jobs.c.status == JobStatus.queued, _jobs.c.batch_id.is_(None))
+    .values(**_TAKE)
+    .returning(*_jobs.c)
+)
+_CLAIM_EXPIRED = (
+    update(_jobs)
+    .where(_THIS_JOB, _jobs.c.status == JobStatus.running, _jobs.c.lease_expires_at < bindparam("p_now"))
+    .values(**_TAKE)
+    .returning(*_jobs.c)
+)
+_RENEW = update(_jobs).where(*_LEASE_HELD).values(lease_expires_at=bindparam("p_expires"))
+_END_VALUES = {
+    "status": bindparam("p_status"),
+    "result": bindparam("p_result", type_=_JSON_OR_NULL),
+    "error": bindparam("p_error", type_=_JSON_OR_NULL),
+    "finished_at": bindparam("p_now"),
+    "lease_token": None,
+    "lease_expires_at": None,
+    "dispatched_at": None,
+}
+_FINISH = update(_jobs).where(*_LEASE_HELD).values(**_END_VALUES).returning(_jobs.c.id, _jobs.c.batch_id)
+_END_FROM = (
+    update(_jobs)
+    .where(_THIS_JOB, _jobs.c.status == bindparam("p_prior"))
+    .values(**_END_VALUES)
+    .returning(_jobs.c.id, _jobs.c.batch_id)
+)
+
+
 class JobRepository:
     """Every transition of a batch item also moves its batch's counters, in the same transaction."""
 
@@ -129,19 +182,22 @@ class JobRepository:
         self.db = db
 
     def create(self, new: NewJob) -> JobRecord:
-        with self.db.transaction() as session:
-            job = Job(
-                project_id=new.project_id,
-                task=new.task,
-                trace_id=new.trace_id,
-                function_id=new.function_id,
-                revision_id=new.revision_id,
-                parent_span_id=new.parent_span_id,
-                status=JobStatus.queued,
-            )
-            session.add(job)
-            session.flush()
-            return JobRecord.of(job)
+        values = {
+            "id": new_id(),
+            "span_id": new_id(),
+            "project_id": new.project_id,
+            "task": new.task,
+            "trace_id": new.trace_id,
+            "function_id": new.function_id,
+            "revision_id": new.revision_id,
+            "parent_span_id": new.parent_span_id,
+            "status": JobStatus.queued,
+            "delivery_attempts": 0,
+            "created_at": utcnow(),
+            "stream": False,
+        }
+        with self.db.connection() as connection:
+            return JobRecord.of(connection.execute(_INSERT_JOB, values).one())
 
     def attach_delivery(self, job_id: str, options: DeliveryOptions) -> JobRecord:
         """Record how a just-submitted (still queued, not yet enqueued) job is to be delivered."""
@@ -168,50 +224,39 @@ class JobRepository:
             job = session.scalars(query).first()
             return JobRecord.of(job) if job else None
 
-    def claim(self, job_id: str, lease_seconds: int) -> Claim | None:
-        """Take a queued job, or a running one whose lease has expired. None: nothing to do."""
+    def claim(self, job_id: str, lease_seconds: int, *, batch_item: bool = False) -> Claim | None:
+        """Take a queued job, or a running one whose lease has expired. None: nothing to do.
+
+        `batch_item`: the job is expected to belong to a batch, so the single-statement claim of a
+        job outside batches is not tried first (either way, any job is claimed correctly)."""
         now = utcnow()
         token = str(uuid.uuid4())
         expires = now + timedelta(seconds=lease_seconds)
-        with self.db.transaction() as session:
-            _relax_durability(session)
+        params = {"p_id": job_id, "p_token": token, "p_expires": expires, "p_now": now}
+        if not batch_item:
+            with self.db.autocommit() as connection:
+                row = connection.execute(_CLAIM_QUEUED_ALONE, params).first()
+            if row is not None:
+                return Claim(JobRecord.of(row), token, expires)
+        with self.db.connection() as connection:
+            _relax_durability(connection)
             # Queued first, then an expired lease: a batch item's counters move only on the first.
-            takeable = ((JobStatus.queued, Job.status == JobStatus.queued), (JobStatus.running, _lease_expired(now)))
-            for prior, condition in takeable:
-                job = session.scalars(
-                    update(Job)
-                    .where(Job.id == job_id, condition)
-                    .values(
-                        status=JobStatus.running,
-                        lease_token=token,
-                        lease_expires_at=expires,
-                        started_at=now,
-                        dispatched_at=None,
-                        delivery_attempts=Job.delivery_attempts + 1,
-                    )
-                    .returning(Job)
-                    .execution_options(synchronize_session=False)
-                ).first()
-                if job is None:
+            for prior, statement in ((JobStatus.queued, _CLAIM_QUEUED), (JobStatus.running, _CLAIM_EXPIRED)):
+                row = connection.execute(statement, params).first()
+                if row is None:
                     continue
-                if job.batch_id is not None and prior is JobStatus.queued:
-                    stripe = batch_counters.stripe_of(job.id)
-                    batch_counters.add(session, job.batch_id, stripe, CounterDelta(running=1), started=now)
-                return Claim(JobRecord.of(job), token, expires)
+                if row.batch_id is not None and prior is JobStatus.queued:
+                    stripe = batch_counters.stripe_of(row.id)
+                    batch_counters.add(connection, row.batch_id, stripe, CounterDelta(running=1), started=now)
+                return Claim(JobRecord.of(row), token, expires)
             return None
 
     def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:
         """Extend a held lease. False means the lease was lost: stop working on the job."""
-        with self.db.transaction() as session:
-            _relax_durability(session)
-            return bool(
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-            )
+        params = {"p_id": job_id, "p_token": token, "p_expires": utcnow() + timedelta(seconds=lease_seconds)}
+        with self.db.connection() as connection:
+            _relax_durability(connection)
+            return bool(connection.execute(_RENEW, params).rowcount)
 
     def finish(
         self,
@@ -227,9 +272,10 @@ class JobRepository:
         """Write the one final state, its spans and `extra_rows` (its webhook delivery) atomically;
         False if this lease no longer holds."""
         return self._end(
-            (Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running),
+            _FINISH,
+            {"p_id": job_id, "p_token": token},
             JobStatus.running,
-            {"status": status, "result": result, "error": error},
+            {"p_status": status, "p_result": result, "p_error": error},
             spans,
             extra_rows,
         )
@@ -245,15 +291,16 @@ class JobRepository:
         """Move a queued or running job to `cancelled` with its rows; False if it had already ended.
 
         A running job's worker loses its lease with this (renew and finish need `running`)."""
-        values = {"status": JobStatus.cancelled, "error": error}
+        values = {"p_status": JobStatus.cancelled, "p_result": None, "p_error": error}
         return any(
-            self._end((Job.id == job_id, Job.status == prior), prior, values, spans, extra_rows)
+            self._end(_END_FROM, {"p_id": job_id, "p_prior": prior}, prior, values, spans, extra_rows)
             for prior in (JobStatus.queued, JobStatus.running)
         )
 
     def _end(
         self,
-        conditions: tuple[Any, ...],
+        statement: Any,
+        conditions: dict[str, Any],
         prior: JobStatus,
         values: dict[str, Any],
         spans: Sequence[Span],
@@ -261,20 +308,14 @@ class JobRepository:
     ) -> bool:
         """The one final transition from `prior`: a conditional UPDATE, and the rows it brings (and a
         batch item's counter moves) only if it applied."""
-        with self.db.transaction() as session:
-            ended = session.execute(
-                update(Job)
-                .where(*conditions)
-                .values(finished_at=utcnow(), lease_token=None, lease_expires_at=None, dispatched_at=None, **values)
-                .returning(Job.id, Job.batch_id)
-                .execution_options(synchronize_session=False)
-            ).first()
+        with self.db.connection() as connection:
+            ended = connection.execute(statement, {**conditions, **values, "p_now": utcnow()}).first()
             if ended is None:
                 return False
-            session.add_all([*spans, *extra_rows])
+            insert_objects(connection, [*spans, *extra_rows])
             if ended.batch_id is not None:
-                delta = CounterDelta.ended(prior, values["status"], spans)
-                batch_counters.add(session, ended.batch_id, batch_counters.stripe_of(ended.id), delta)
+                delta = CounterDelta.ended(prior, values["p_status"], spans)
+                batch_counters.add(connection, ended.batch_id, batch_counters.stripe_of(ended.id), delta)
             return True
 
     def release(self, job_id: str, token: str, *, redispatch_at: datetime | None) -> JobRecord | None:
@@ -366,9 +407,12 @@ def _lease_expired(now: datetime) -> Any:
     return (Job.status == JobStatus.running) & (Job.lease_expires_at < now)
 
 
-def _relax_durability(session: Session) -> None:
+_SET_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
+
+
+def _relax_durability(connection: Connection) -> None:
     """Claims and renewals need not survive a database crash: a lost claim only means the job is
     delivered again, which the lease makes harmless. Skipping their WAL flush halves the synchronous
     commits per job; job creation and results (finish, cancel) stay fully durable."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = off"))
+    if connection.dialect.name == "postgresql":
+        connection.execute(_SET_ASYNC_COMMIT)

@@ -29,7 +29,7 @@ from workers.sweeper import BatchDuties
 def register_batch_tasks(app: Celery, runner: JobRunner) -> None:
     @app.task(name=RUN_BATCH_ITEM, acks_late=True, reject_on_worker_lost=True)
     def run_batch_item(job_id: str) -> None:
-        runner.run(job_id)
+        runner.run(job_id, batch_item=True)
 
 
 def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, threads: int) -> BatchDuties:

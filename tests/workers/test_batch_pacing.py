@@ -1,0 +1,175 @@
+"""Batches under the global rate limiter, end to end: two real workers pace a batch of a few hundred
+items below a real provider's limit (the provider answers 429 above 30 requests/s; `CONVEYOR_RATE_LIMITS`
+sets 25/s) so that it completes without a single 429, while the same batch on a model without a limit
+draws 429s; and interactive calls are not held up behind a paced batch.
+
+The rates are low on purpose: this stack runs a few hundred items unpaced at about 80/s on a 2-core
+machine, so pacing at 25/s is clearly visible, and the unpaced control reliably outruns 30/s."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import jsonschema
+import pytest
+from sqlalchemy import func, select
+
+from app.store.tables import Span
+from tests.fakeprovider import FakeProviderServer
+from tests.stack import Stack, start_stack
+
+ITEMS = 250
+PROVIDER_RATE = 30  # requests/s the fake provider accepts (a burst of 30, then 30/s)
+RATE = 25  # requests/s the limit allows: below the provider's
+LIMITS = json.dumps({"fake/paced-*": {"rpm": RATE * 60}})
+# The limiter's GCRA admits a request `burst_seconds` (0.05 s, RateLimiter's default) before its turn,
+# so N requests span at least (N - 1) / RATE - 0.05 s from first to last, give or take the event loop's
+# lateness in stamping the first request (a few ms measured).
+BURST_SECONDS = 0.05
+LATENESS_SECONDS = 0.3
+# An interactive call on a model without a limit, during a batch, answers within this (0.07-0.4 s measured).
+INTERACTIVE_SECONDS = 1.0
+OUT_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+
+
+@pytest.fixture(scope="module")
+def limited_fake():
+    with FakeProviderServer(rate_limit_per_second=PROVIDER_RATE) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def paced_stack(limited_fake) -> Stack:
+    # No waiting out a provider 429: the control's rejected items fail at once (the paced tests have none).
+    running = start_stack(limited_fake.url, workers=2, CONVEYOR_RATE_LIMITS=LIMITS, CONVEYOR_RATE_LIMIT_RETRIES="0")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(paced_stack):
+    with paced_stack.client(paced_stack.new_key()) as http:
+        yield http
+
+
+def quiet(fake: FakeProviderServer) -> None:
+    """Let the provider's bucket refill (a second's worth at most), then count afresh."""
+    time.sleep(1.5)
+    fake.reset()
+
+
+def model(prefix: str) -> str:
+    return f"fake/{prefix}-{uuid.uuid4().hex[:8]}?latency_ms=20"
+
+
+def submit(client: httpx.Client, model_name: str, count: int = ITEMS) -> str:
+    items = [{"custom_id": f"item-{i}", "input": f"question {i}"} for i in range(count)]
+    body = {"function": {"name": "paced", "model": model_name, "output_schema": OUT_SCHEMA}, "items": items}
+    response = client.post("/batches", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def wait_for(client: httpx.Client, batch_id: str, done: Callable[[dict], bool], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.get(f"/batches/{batch_id}").json()
+        if done(batch):
+            return batch
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.05)
+
+
+def ended(batch: dict) -> bool:
+    return batch["status"] in ("completed", "cancelled", "failed")
+
+
+def results(client: httpx.Client, batch_id: str) -> list[dict]:
+    response = client.get(f"/batches/{batch_id}/results")
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def generation_span_starts(stack: Stack, job_ids: list[str]) -> tuple[int, float]:
+    """How many generation spans the jobs have, and the seconds from the first one's start to the last
+    one's (an attempt's span starts right after the limiter admitted its request)."""
+    with stack.db.transaction() as session:
+        count, first, last = session.execute(
+            select(func.count(), func.min(Span.start_time), func.max(Span.start_time)).where(
+                Span.job_id.in_(job_ids), Span.type == "generation"
+            )
+        ).one()
+    return count, (last - first).total_seconds()
+
+
+def call(client: httpx.Client, model_name: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = client.post("/call", json={"name": "interactive", "input": "now please", "model": model_name})
+    return response, time.monotonic() - started
+
+
+def test_a_batch_without_a_limit_draws_429s(client, limited_fake):
+    """The control: the same batch, unpaced, runs faster than the provider allows."""
+    quiet(limited_fake)
+    batch_id = submit(client, model("free"))
+    batch = wait_for(client, batch_id, ended)
+    stats = limited_fake.stats()
+    assert batch["counts"]["succeeded"] + batch["counts"]["failed"] == ITEMS, batch
+    assert stats["sent_429"] > 0, stats
+
+
+def test_a_paced_batch_on_two_workers_completes_without_a_429(paced_stack, client, limited_fake):
+    quiet(limited_fake)
+    paced = model("paced")
+    batch_id = submit(client, paced)
+    batch = wait_for(client, batch_id, ended)
+    stats = limited_fake.stats()
+    assert batch["status"] == "completed", batch
+    assert batch["counts"]["succeeded"] == ITEMS and batch["counts"]["failed"] == 0, batch
+    assert stats["sent_429"] == 0 and stats["requests_total"] == ITEMS, stats
+    assert limited_fake.requests_for(paced) == ITEMS
+
+    lines = results(client, batch_id)
+    assert sorted(line["custom_id"] for line in lines) == sorted(f"item-{i}" for i in range(ITEMS))  # one each
+    for line in lines:
+        assert line["status"] == "succeeded" and line["error"] is None, line
+        jsonschema.validate(line["result"]["json_payload"], OUT_SCHEMA)
+
+    spans, spread = generation_span_starts(paced_stack, [line["job_id"] for line in lines])
+    assert spans == ITEMS  # one provider request per item: no retries hidden behind the results
+    # Paced: unpaced, this batch's requests span about 3 s here.
+    assert spread >= (ITEMS - 1) / RATE - BURST_SECONDS - LATENESS_SECONDS, spread
+
+
+def test_interactive_calls_are_not_held_up_behind_a_paced_batch(client, limited_fake):
+    """Interactive calls have a queue of their own (`conveyor.interactive`), and at the limiter they go
+    before the batch items waiting in the same process (priority 1 against 0)."""
+    quiet(limited_fake)
+    paced = model("paced")
+    batch_id = submit(client, paced)
+    # Under way, with (nearly) every worker thread holding an item: 2 workers x 50 threads.
+    wait_for(client, batch_id, lambda b: b["counts"]["succeeded"] >= 20 and b["counts"]["running"] >= 75)
+
+    for _ in range(3):
+        before = client.get(f"/batches/{batch_id}").json()["counts"]
+        other, other_seconds = call(client, model("free"))
+        same, same_seconds = call(client, paced)
+        assert other.status_code == 200 and other.json()["message"], other.text
+        assert same.status_code == 200 and same.json()["message"], same.text
+        # Each worker thread holds a batch item waiting for its turn at the limiter (or in flight): in
+        # line behind them, the call would wait about running / RATE seconds (1 s per RATE items).
+        behind = before["running"] / RATE
+        assert behind > 2.5, before
+        assert other_seconds < INTERACTIVE_SECONDS, other_seconds
+        # The rate limit allows it a slot within a few intervals (one process's line cannot reorder the
+        # other's head): the same allowance as above, plus ten intervals, and well short of `behind`.
+        assert same_seconds < min(INTERACTIVE_SECONDS + 10 / RATE, behind / 2), (same_seconds, before)
+
+    batch = wait_for(client, batch_id, ended)
+    assert batch["counts"]["succeeded"] == ITEMS, batch
+    stats = limited_fake.stats()
+    assert stats["sent_429"] == 0 and stats["requests_total"] == ITEMS + 6, stats
