@@ -5,16 +5,21 @@ second, against the floor of the same calls made straight from one asyncio proce
 
 Jobs are written and enqueued the way the API does it (job row, then the Celery message), so the
 figure is the worker's: one process, Celery's thread pool, one event loop, one pooled HTTP client.
+CPU per call is what bounds the in-flight figure at short latencies: a process (one core, by the
+GIL) that spends c ms of CPU starting a call starts at most 1000/c calls a second, so at latency L
+it holds about L × 1000/c calls at once, however many threads it has.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -45,15 +50,23 @@ async def main(n, model):
             peak[0] = max(peak[0], rss()); await asyncio.sleep(0.05)
     sampler = asyncio.create_task(sample())
     start = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(resolved.provider.complete(CompletionRequest(
         model=resolved.model_id, messages=(Message("user", f"q{i}"),))) for i in range(n)))
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     sampler.cancel()
     await registry.aclose()
-    print(json.dumps({"elapsed": elapsed, "idle_kib": idle, "peak_kib": peak[0]}))
+    print(json.dumps({"elapsed": elapsed, "cpu_s": cpu, "idle_kib": idle, "peak_kib": peak[0]}))
 
 asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 """
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def submit_jobs(stack, n: int, model: str) -> list[str]:
@@ -99,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--latency-ms", default="2000,10000", help="comma-separated provider latencies")
-    parser.add_argument("--threads", type=int, default=1100)
+    parser.add_argument("--threads", type=int, default=1100, help="worker threads (jobs it may hold in flight)")
     args = parser.parse_args()
     for latency_ms in (int(x) for x in args.latency_ms.split(",")):
         measure(args.jobs, latency_ms, args.threads)
@@ -122,12 +135,14 @@ def measure(jobs: int, latency_ms: int, threads: int) -> None:
                 time.sleep(0.05)
 
         threading.Thread(target=sample, daemon=True).start()
+        cpu_before = cpu_seconds(worker.pid)
         submitted_at = time.perf_counter()
         ids = submit_jobs(stack, jobs, model)
         enqueued_s = time.perf_counter() - submitted_at
         while finished_count(stack, ids) < len(ids):
             time.sleep(0.1)
         elapsed = time.perf_counter() - submitted_at
+        worker_cpu_ms = (cpu_seconds(worker.pid) - cpu_before) / jobs * 1000
         stop.set()
         conveyor_peak = stack.fake_stats()["peak_in_flight"]
 
@@ -142,13 +157,23 @@ def measure(jobs: int, latency_ms: int, threads: int) -> None:
         print_table(
             f"{jobs} calls at {latency_ms} ms provider latency: one worker process "
             f"({threads} threads) vs. one asyncio process calling the provider directly",
-            ["", "peak in flight", "wall s", "calls/s", "RSS idle MiB", "RSS peak MiB", "KiB per in-flight call"],
+            [
+                "",
+                "peak in flight",
+                "wall s",
+                "calls/s",
+                "CPU ms/call",
+                "RSS idle MiB",
+                "RSS peak MiB",
+                "KiB per in-flight call",
+            ],
             [
                 [
                     "conveyor worker",
                     conveyor_peak,
                     f"{elapsed:.2f}",
                     f"{jobs / elapsed:.0f}",
+                    f"{worker_cpu_ms:.1f}",
                     f"{idle_kib / 1024:.0f}",
                     f"{peak_kib[0] / 1024:.0f}",
                     per_call(peak_kib[0], idle_kib, conveyor_peak),
@@ -158,11 +183,12 @@ def measure(jobs: int, latency_ms: int, threads: int) -> None:
                     direct_peak,
                     f"{direct['elapsed']:.2f}",
                     f"{jobs / direct['elapsed']:.0f}",
+                    f"{direct['cpu_s'] / jobs * 1000:.1f}",
                     f"{direct['idle_kib'] / 1024:.0f}",
                     f"{direct['peak_kib'] / 1024:.0f}",
                     per_call(direct["peak_kib"], direct["idle_kib"], direct_peak),
                 ],
-                ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", ""],
+                ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", "", ""],
             ],
         )
         print(f"  (writing and enqueueing the {jobs} jobs took {enqueued_s:.2f} s of the conveyor wall time)")
