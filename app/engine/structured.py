@@ -36,6 +36,28 @@ def check_schema(schema: Any, field_name: str) -> None:
     """Raise `BadRequest(field_name=...)` when `schema` is not a usable JSON Schema (Draft 2020-12)."""
     if not isinstance(schema, Mapping):
         raise BadRequest("must be a JSON Schema object", field_name=field_name)
+    # Callers send the same few schemas call after call; checking one against the metaschema costs
+    # about a millisecond, so schemas found valid are remembered (by their canonical JSON).
+    try:
+        canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        canonical = None
+    if canonical is None or len(canonical) > _MAX_REMEMBERED_SCHEMA_CHARS:
+        _check_schema(schema, field_name)
+    else:
+        _check_canonical_schema(canonical, field_name)
+
+
+_MAX_REMEMBERED_SCHEMA_CHARS = 64 * 1024
+
+
+@lru_cache(maxsize=1024)
+def _check_canonical_schema(canonical: str, field_name: str) -> None:
+    """Only successes are cached: an invalid schema raises, and lru_cache keeps no exceptions."""
+    _check_schema(json.loads(canonical), field_name)
+
+
+def _check_schema(schema: Mapping[str, Any], field_name: str) -> None:
     cls = validators.validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
