@@ -35,7 +35,7 @@ from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY, TemplateCache
-from app.services.fewshot import select_examples
+from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
 from app.store import keys
@@ -89,6 +89,7 @@ class JobRunner:
         self.settings = runtime.settings
         self.celery = celery
         self.batches = batches
+        self.empty_datasets = EmptyDatasetMemo()  # touched only on the runtime's event loop
 
     def run(self, job_id: str, *, batch_item: bool = False) -> JobStatus | None:
         claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds, batch_item=batch_item)
@@ -174,7 +175,9 @@ class JobRunner:
         task = task_from_dict(job.task)
         deps = self.runtime.engine_deps
         # Few-shot examples from the function's dataset, closest to the input first (never fails the call).
-        examples = await select_examples(self.runtime.db, job.project_id, job.function_id, task)
+        examples = await select_examples(
+            self.runtime.db, job.project_id, job.function_id, task, empty=self.empty_datasets
+        )
         if not job.stream:
             # Batch items yield to interactive calls at the limiter, and wait for it only so long.
             priority, max_wait = (BATCH_PRIORITY, BATCH_MAX_RATE_WAIT) if job.batch_id else (1, None)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from app.engine.fewshot import Ranked, bm25_rank, cosine_rank, text_of
@@ -20,6 +21,36 @@ from app.store.db import Database
 log = logging.getLogger("conveyor.fewshot")
 
 MAX_CANDIDATES = 1000
+
+
+class EmptyDatasetMemo:
+    """Functions recently found to have no dataset entries. Most functions have none, and asking the
+    database on every call of them cost a query and a thread hop per call (a tenth of a batch
+    worker's CPU). An entry added to an empty dataset is used by calls at most `ttl_seconds` later.
+    Used on one event loop: no lock."""
+
+    def __init__(
+        self, ttl_seconds: float = 5.0, max_size: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_size = max_size
+        self.clock = clock
+        self._until: dict[tuple[str, str], float] = {}
+
+    def known_empty(self, project_id: str, function_id: str) -> bool:
+        key = (project_id, function_id)
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if until <= self.clock():
+            del self._until[key]
+            return False
+        return True
+
+    def remember_empty(self, project_id: str, function_id: str) -> None:
+        if len(self._until) >= self.max_size:
+            self._until.pop(next(iter(self._until)))  # the oldest first
+        self._until[(project_id, function_id)] = self.clock() + self.ttl_seconds
 
 
 class Embedder(Protocol):
@@ -79,17 +110,23 @@ async def select_examples(
     task: TaskSpec,
     *,
     embedder: Embedder | None = None,
+    empty: EmptyDatasetMemo | None = None,
 ) -> tuple[Example, ...]:
     """`task.config.few_shot_count` examples from the function's dataset, closest to `task.input` first.
 
-    Never fails a call: a dataset that cannot be read gives no examples (and a warning).
+    Never fails a call: a dataset that cannot be read gives no examples (and a warning). `empty`
+    spares the lookup for functions recently found without entries.
     """
     count = task.config.few_shot_count
     if count <= 0 or function_id is None:
         return ()
+    if empty is not None and empty.known_empty(project_id, function_id):
+        return ()
     repository = DatasetRepository(db)
     try:
         entries = await asyncio.to_thread(repository.function_entries, project_id, function_id, MAX_CANDIDATES)
+        if not entries and empty is not None:
+            empty.remember_empty(project_id, function_id)
         chosen = await rank_entries(task.input, entries, limit=count, embedder=embedder)
     except Exception:
         log.warning("few-shot selection failed; calling without dataset examples", exc_info=True)
