@@ -1,6 +1,8 @@
 """The worker's periodic duties, on one background thread.
 
 - Jobs whose worker died go back on the queue, well before the broker's visibility timeout would.
+- Interactive jobs still queued after `STRANDED_AFTER` have their message sent again: an API that
+  died between writing a job and enqueueing it would otherwise leave it queued for ever.
 - Webhook deliveries whose retry is due are dispatched (the schedule lives in the database, not in
   broker ETAs, which the Redis broker would hold in worker memory and redeliver after the
   visibility timeout), and deliveries whose sender died mid-send become due again.
@@ -15,6 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import redis
 from celery import Celery
@@ -23,10 +26,15 @@ from app.services.batch_dispatch import BatchCapacity, BatchDispatcher, ItemSend
 from app.services.webhook_delivery import WebhookDispatcher
 from app.store import keys
 from app.store.jobs import JobRepository
+from app.store.tables import utcnow
 from app.store.webhooks import WebhookDeliveryRepository
 from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB
 
 log = logging.getLogger("conveyor.sweeper")
+
+# Long enough that a merely busy queue rarely gets duplicates (harmless, but extra messages), short
+# enough that a stranded call still finishes within a synchronous caller's wait (10 minutes).
+STRANDED_AFTER = timedelta(minutes=5)
 
 
 @dataclass
@@ -111,6 +119,14 @@ class LeaseSweeper:
             log.warning("requeued jobs whose lease expired", extra={"count": len(requeued)})
         return [job.id for job in requeued]
 
+    def resend_stranded_once(self) -> int:
+        stranded = self.jobs.resend_stranded(queued_before=utcnow() - STRANDED_AFTER)
+        for job_id in stranded:
+            self.celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
+        if stranded:
+            log.warning("sent again the messages of jobs queued too long", extra={"count": len(stranded)})
+        return len(stranded)
+
     def dispatch_webhooks_once(self) -> int:
         if self.deliveries is None or self.dispatcher is None:
             return 0
@@ -120,7 +136,11 @@ class LeaseSweeper:
         return self.dispatcher.dispatch_due()
 
     def _loop(self) -> None:
-        duties = [(self.interval, self.sweep_once), (self.webhook_interval, self.dispatch_webhooks_once)]
+        duties = [
+            (self.interval, self.sweep_once),
+            (self.interval * 6, self.resend_stranded_once),
+            (self.webhook_interval, self.dispatch_webhooks_once),
+        ]
         if self.batches is not None:
             self.batches.register_capacity()
             duties += [

@@ -403,6 +403,32 @@ class JobRepository:
                     batch_counters.add(session, moved.batch_id, stripe, CounterDelta(running=-1))
             return requeued
 
+    def resend_stranded(self, *, queued_before: datetime, limit: int = 500) -> list[str]:
+        """Queued interactive jobs, waiting since before `queued_before` (and not re-sent since), marked
+        as re-sent now: the caller sends their messages again. An API that died between writing a job
+        and enqueueing it leaves such a job; a duplicate message for one merely waiting is harmless (the
+        claim takes a job once)."""
+        now = utcnow()
+        waiting = (
+            (Job.status == JobStatus.queued)
+            & Job.batch_id.is_(None)
+            & (Job.created_at < queued_before)
+            & (func.coalesce(Job.dispatched_at, Job.created_at) < queued_before)
+        )
+        with self.db.transaction() as session:
+            ids = session.scalars(select(Job.id).where(waiting).order_by(Job.created_at).limit(limit)).all()
+            if not ids:
+                return []
+            return list(
+                session.scalars(
+                    update(Job)
+                    .where(Job.id.in_(ids), waiting)
+                    .values(dispatched_at=now)
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                ).all()
+            )
+
     def discard_queued(self, job_id: str) -> None:
         """Remove a job that never reached the queue (its enqueue failed), so nothing is half-written."""
         with self.db.transaction() as session:

@@ -148,6 +148,14 @@ class Job(Base):
             postgresql_where=text("dispatched_at IS NOT NULL"),
             sqlite_where=text("dispatched_at IS NOT NULL"),
         ),
+        # Queued interactive jobs (few: they are claimed within moments), for the sweep that re-sends
+        # those whose message may never have reached the broker (migration 0008).
+        Index(
+            "ix_jobs_interactive_queued",
+            "created_at",
+            postgresql_where=text("status = 'queued' AND batch_id IS NULL"),
+            sqlite_where=text("status = 'queued' AND batch_id IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -173,7 +181,8 @@ class Job(Base):
     webhook_secrets: Mapped[list[str] | None] = mapped_column(JSONType)  # `whsec_...`, newest first
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # Batch items (migration 0007). Their `task` holds only name, input and tags: the rest is the
-    # batch's template. `dispatched_at` is set while a message for the item is on the broker.
+    # batch's template. `dispatched_at` is set while a message for the item is on the broker; on a
+    # queued interactive job, when the sweeper last re-sent its message (see `resend_stranded`).
     batch_id: Mapped[str | None] = mapped_column(String(36))
     batch_seq: Mapped[int | None] = mapped_column(Integer)  # 1-based position in the submission
     custom_id: Mapped[str | None] = mapped_column(String(255))

@@ -10,7 +10,7 @@ import pytest
 from app.store.db import Database, run_migrations
 from app.store.jobs import JobRepository, NewJob
 from app.store.projects import ProjectRepository
-from app.store.tables import JobStatus, Span
+from app.store.tables import Job, JobStatus, Span, utcnow
 from tests.stack import drop_pg_schema, new_pg_schema
 
 
@@ -97,3 +97,26 @@ def test_api_keys_are_stored_hashed(db):
     with db.engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT key_hash FROM api_keys").scalars().all()
     assert key not in stored and len(stored[0]) == 64
+
+
+def test_queued_interactive_jobs_waiting_too_long_are_resent_once_per_period(db):
+    jobs, stranded = new_job(db)
+    _, claimed = new_job(db)
+    jobs.claim(claimed, lease_seconds=60)
+    time.sleep(0.02)
+    cutoff = utcnow()
+    _, fresh = new_job(db)  # queued after the cutoff: merely waiting
+    assert jobs.resend_stranded(queued_before=cutoff) == [stranded]
+    assert jobs.resend_stranded(queued_before=cutoff) == []  # marked: not again until a period passes
+    time.sleep(0.02)
+    assert jobs.resend_stranded(queued_before=utcnow()) == [stranded, fresh]
+    claim = jobs.claim(stranded, lease_seconds=60)  # the re-sent message claims it as usual
+    assert claim is not None and claim.job.delivery_attempts == 1
+
+
+def test_batch_items_are_not_resent_as_interactive_jobs(db):
+    jobs, job_id = new_job(db)
+    with db.transaction() as session:
+        session.get(Job, job_id).batch_id = "some-batch"
+    time.sleep(0.02)
+    assert jobs.resend_stranded(queued_before=utcnow()) == []

@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
+from app.store.jobs import JobRepository, NewJob
+from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span
 from tests.stack import start_stack
+from workers.sweeper import STRANDED_AFTER
 
 
 @pytest.fixture
@@ -64,3 +68,24 @@ def test_killed_worker_job_completes_once_elsewhere(crash_stack, fake_provider):
     assert sorted(s.type for s in spans) == ["call", "generation"]  # one result, one billed attempt
     billed = [s for s in spans if s.type == "generation"]
     assert billed[0].cost_generation == response.json()["cost"]["generation"] > 0
+
+
+def test_a_job_whose_message_was_never_sent_is_run_by_the_sweep(crash_stack, fake_provider):
+    """The API wrote the job row and died before enqueueing it: a worker's sweep sends it again."""
+    stack = crash_stack
+    model = f"fake/stranded?run={uuid.uuid4().hex[:8]}"
+    project = ProjectRepository(stack.db).ensure_project("stranded")
+    task = {"name": "stranded", "input": "x", "models": [{"name": model}]}
+    job = JobRepository(stack.db).create(NewJob(project_id=project.id, task=task, trace_id="t"))
+    with stack.db.transaction() as session:  # written long enough ago, and no message sent
+        session.get(Job, job.id).created_at -= STRANDED_AFTER + timedelta(seconds=1)
+    stack.start_worker()
+    deadline = time.monotonic() + 30
+    while (stored := JobRepository(stack.db).get(job.id)).status is JobStatus.queued:
+        assert time.monotonic() < deadline, "the stranded job was never run"
+        time.sleep(0.2)
+    while stored.status is JobStatus.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+        stored = JobRepository(stack.db).get(job.id)
+    assert stored.status is JobStatus.succeeded and stored.delivery_attempts == 1, stored
+    assert fake_provider.requests_for(model) == 1
