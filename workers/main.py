@@ -12,6 +12,7 @@ from app.config import Settings
 from app.logging import configure_logging
 from app.store import keys
 from app.store.db import run_migrations
+from app.store.job_recovery import JobRecovery
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
 from workers.runner import JobRunner
 from workers.runtime import WorkerRuntime
@@ -51,7 +52,7 @@ def run_worker(
     register_batch_tasks(app, runner)
     register_webhook_tasks(app, runtime)
     sweeper = LeaseSweeper(
-        runtime.jobs,
+        JobRecovery(runtime.db),
         app,
         settings.sweep_interval_seconds,
         deliveries=runtime.deliveries,

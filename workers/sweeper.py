@@ -25,7 +25,7 @@ from celery import Celery
 from app.services.batch_dispatch import BatchCapacity, BatchDispatcher, ItemSender
 from app.services.webhook_delivery import WebhookDispatcher
 from app.store import keys
-from app.store.jobs import JobRepository
+from app.store.job_recovery import JobRecovery
 from app.store.tables import utcnow
 from app.store.webhooks import WebhookDeliveryRepository
 from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB
@@ -84,7 +84,7 @@ class BatchDuties:
 class LeaseSweeper:
     def __init__(
         self,
-        jobs: JobRepository,
+        recovery: JobRecovery,
         celery: Celery,
         interval_seconds: float,
         *,
@@ -93,7 +93,7 @@ class LeaseSweeper:
         webhook_interval_seconds: float = 1.0,
         batches: BatchDuties | None = None,
     ) -> None:
-        self.jobs = jobs
+        self.recovery = recovery
         self.celery = celery
         self.interval = interval_seconds
         self.deliveries = deliveries
@@ -110,7 +110,7 @@ class LeaseSweeper:
         self._stop.set()
 
     def sweep_once(self) -> list[str]:
-        requeued = self.jobs.requeue_expired_jobs()
+        requeued = self.recovery.requeue_expired_jobs()
         for job in requeued:
             if job.batch_id is None:
                 self.celery.send_task(RUN_JOB, args=[job.id], queue=INTERACTIVE_QUEUE)
@@ -120,7 +120,7 @@ class LeaseSweeper:
         return [job.id for job in requeued]
 
     def resend_stranded_once(self) -> int:
-        stranded = self.jobs.resend_stranded(queued_before=utcnow() - STRANDED_AFTER)
+        stranded = self.recovery.resend_stranded(queued_before=utcnow() - STRANDED_AFTER)
         for job_id in stranded:
             self.celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
         if stranded:

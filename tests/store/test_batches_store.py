@@ -14,6 +14,7 @@ from app.services.batch_intake import BatchIntake
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository, NewBatch, NewItem
 from app.store.db import Database, run_migrations
+from app.store.job_recovery import JobRecovery
 from app.store.jobs import JobRepository
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span, utcnow
@@ -101,7 +102,7 @@ def test_every_transition_moves_the_counters_with_the_rows(db):
     assert jobs.release(ids[3], claims[3].token, redispatch_at=None) is not None  # back to queued
     with db.transaction() as session:  # ids[4]'s worker died
         session.execute(update(Job).where(Job.id == ids[4]).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
-    requeued = jobs.requeue_expired_jobs()
+    requeued = JobRecovery(db).requeue_expired_jobs()
     assert [(r.id, r.batch_id) for r in requeued] == [(ids[4], batch_id)]
     assert_counters_match_rows(batches, db, batch_id)
     batch = batches.get(batch_id)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from app.store.db import Database, run_migrations
+from app.store.job_recovery import JobRecovery
 from app.store.jobs import JobRepository, NewJob
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span, utcnow
@@ -54,8 +55,8 @@ def test_expired_lease_is_swept_and_the_old_holder_cannot_write(db):
     jobs, job_id = new_job(db)
     stale = jobs.claim(job_id, lease_seconds=0)
     time.sleep(0.01)
-    assert jobs.requeue_expired() == [job_id]
-    assert jobs.requeue_expired() == []
+    assert JobRecovery(db).requeue_expired() == [job_id]
+    assert JobRecovery(db).requeue_expired() == []
     fresh = jobs.claim(job_id, lease_seconds=60)
     assert fresh is not None and fresh.job.delivery_attempts == 2
     assert not jobs.renew(job_id, stale.token, 60)
@@ -106,10 +107,10 @@ def test_queued_interactive_jobs_waiting_too_long_are_resent_once_per_period(db)
     time.sleep(0.02)
     cutoff = utcnow()
     _, fresh = new_job(db)  # queued after the cutoff: merely waiting
-    assert jobs.resend_stranded(queued_before=cutoff) == [stranded]
-    assert jobs.resend_stranded(queued_before=cutoff) == []  # marked: not again until a period passes
+    assert JobRecovery(db).resend_stranded(queued_before=cutoff) == [stranded]
+    assert JobRecovery(db).resend_stranded(queued_before=cutoff) == []  # marked: not again until a period passes
     time.sleep(0.02)
-    assert jobs.resend_stranded(queued_before=utcnow()) == [stranded, fresh]
+    assert JobRecovery(db).resend_stranded(queued_before=utcnow()) == [stranded, fresh]
     claim = jobs.claim(stranded, lease_seconds=60)  # the re-sent message claims it as usual
     assert claim is not None and claim.job.delivery_attempts == 1
 
@@ -119,4 +120,4 @@ def test_batch_items_are_not_resent_as_interactive_jobs(db):
     with db.transaction() as session:
         session.get(Job, job_id).batch_id = "some-batch"
     time.sleep(0.02)
-    assert jobs.resend_stranded(queued_before=utcnow()) == []
+    assert JobRecovery(db).resend_stranded(queued_before=utcnow()) == []
