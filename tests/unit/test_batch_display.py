@@ -15,19 +15,12 @@ from app.batch_display import (
     render_line,
     summary,
 )
+from tests.unit.manual_clock import ManualClock
 
 
 def batch(status: str = "running", *, total: int = 1000, succeeded: int = 0, failed: int = 0, **extra) -> Batch:
     counts = {"total": total, "succeeded": succeeded, "failed": failed, "queued": total - succeeded - failed}
     return Batch.model_validate({"id": "b1", "status": status, "counts": counts, **extra})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_rate_needs_two_samples_a_second_apart_then_follows_the_recent_window():
@@ -74,7 +67,7 @@ def test_the_line_shows_done_total_failed_rate_and_eta():
 
 
 def test_on_a_terminal_the_line_is_redrawn_in_place():
-    out, clock = io.StringIO(), Clock()
+    out, clock = io.StringIO(), ManualClock(100.0)
     display = ProgressDisplay(out, interactive=True, clock=clock)
     display.update(batch(succeeded=0))
     clock.now += 2
@@ -86,7 +79,7 @@ def test_on_a_terminal_the_line_is_redrawn_in_place():
 
 
 def test_in_a_log_a_line_every_few_seconds_and_always_the_last():
-    out, clock = io.StringIO(), Clock()
+    out, clock = io.StringIO(), ManualClock(100.0)
     display = ProgressDisplay(out, interactive=False, log_every=5.0, clock=clock)
     for done in range(0, 1000, 100):  # one poll a second for 10 s
         display.update(batch(succeeded=done))

@@ -9,18 +9,11 @@ from app.engine.task import TaskSpec
 from app.services import fewshot
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.store.datasets import EntryRecord
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.manual_clock import ManualClock
 
 
 def test_the_memo_expires_and_drops_the_oldest_when_full():
-    clock = Clock()
+    clock = ManualClock(100.0)
     memo = EmptyDatasetMemo(ttl_seconds=5, max_size=2, clock=clock)
     memo.remember_empty("p", "f1")
     assert memo.known_empty("p", "f1") and not memo.known_empty("q", "f1")

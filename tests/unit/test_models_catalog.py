@@ -18,6 +18,7 @@ from app.providers.fake_formats import EMBEDDING_DIMENSIONS, hashed_embedding
 from app.providers.registry import ProviderRegistry
 from app.secrets import SecretBox, SecretUnreadable, load_or_create_secret_key, require_box
 from app.services.model_catalog import EndpointSettings, parse_extra
+from tests.unit.manual_clock import ManualClock
 
 # --- extra ------------------------------------------------------------------------------------------
 
@@ -84,16 +85,8 @@ def test_storing_a_secret_without_a_configured_key_says_what_to_set():
 CONFIG = CustomModelConfig("m1", "mine", "llama", "http://h/v1", "k", 1e-6, 2e-6)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_cache_loads_once_per_ttl_and_reports_each_load():
-    loads, seen, clock = [], [], Clock()
+    loads, seen, clock = [], [], ManualClock()
 
     def loader(model_id: str) -> CustomModelConfig | None:
         loads.append(model_id)
