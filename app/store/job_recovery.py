@@ -67,7 +67,7 @@ class JobRecovery:
         waiting = (
             (Job.status == JobStatus.queued)
             & Job.batch_id.is_(None)
-            & (Job.created_at < queued_before)
+            & (Job.created_at < queued_before)  # implied by the next line; lets the partial index range-scan
             & (func.coalesce(Job.dispatched_at, Job.created_at) < queued_before)
         )
         with self.db.transaction() as session:

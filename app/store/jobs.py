@@ -214,14 +214,10 @@ class JobRepository:
 
     def get(self, job_id: str, *, project_id: str | None = None) -> JobRecord | None:
         """A job by id; with `project_id`, only when it belongs to that project."""
-        statement, params = (
-            (_GET_JOB, {"p_id": job_id})
-            if project_id is None
-            else (
-                _GET_PROJECT_JOB,
-                {"p_id": job_id, "p_project": project_id},
-            )
-        )
+        if project_id is None:
+            statement, params = _GET_JOB, {"p_id": job_id}
+        else:
+            statement, params = _GET_PROJECT_JOB, {"p_id": job_id, "p_project": project_id}
         with self.db.autocommit() as connection:
             row = connection.execute(statement, params).first()
         return JobRecord.of(row) if row is not None else None
