@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--demo", action="store_true", help="answer with the simulated fake provider")
-    serve.add_argument("--concurrency", type=int, default=100, help="worker threads (in-flight calls)")
+    serve.add_argument("--concurrency", type=int, default=100, help="worker job slots (calls in flight)")
     serve.set_defaults(func=cmd_serve)
 
     api = sub.add_parser("api", help="run the HTTP API only")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--concurrency", type=int, default=None, help="threads = calls in flight")
+    worker.add_argument("--concurrency", type=int, default=None, help="job slots = calls in flight")
     worker.add_argument(
         "--queues",
         choices=["all", "interactive", "batch"],

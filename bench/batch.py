@@ -3,7 +3,7 @@ a global limit of 500 requests/s: time to accept, time to finish against the flo
 and workers, Redis memory, status query latency, items/s, side by side, so cost per item can be compared.
 
     .venv/bin/python -m bench.batch [--items 100000,10000,1000] [--latency-ms 200] [--rps 500]
-                                    [--workers 2] [--threads 300]
+                                    [--workers 2] [--slots 300]
 
 Each size runs on a fresh stack (bench/harness.py: the fake provider, the API and the workers as
 separate processes on a fresh Postgres schema) with a private `redis-server`, so peak memory figures
@@ -91,13 +91,13 @@ def start_redis() -> tuple[subprocess.Popen, str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
-def start_workers(stack: BenchStack, count: int, threads: int) -> list[int]:
+def start_workers(stack: BenchStack, count: int, slots: int) -> list[int]:
     """Workers on the batch queue only (`--queues batch`), or on every queue if the flag is unknown."""
     client = redis.Redis.from_url(stack.settings.redis_url)
     pids = []
     for _ in range(count):
         for extra in (["--queues", "batch"], []):
-            process = stack.spawn("worker", "--concurrency", str(threads), "--no-migrate", *extra)
+            process = stack.spawn("worker", "--concurrency", str(slots), "--no-migrate", *extra)
             deadline = time.monotonic() + 60
             while not client.keys(keys.worker_presence("*", process.pid)) and process.poll() is None:
                 if time.monotonic() > deadline:
@@ -138,7 +138,7 @@ def measure(items: int, args: argparse.Namespace, workdir: Path) -> Run:
     try:
         stack.start_api()
         api_pid = stack.processes[-1].pid
-        worker_pids = start_workers(stack, args.workers, args.threads)
+        worker_pids = start_workers(stack, args.workers, args.slots)
         key = stack.new_key()
         model = f"fake/batch?latency_ms={args.latency_ms}"
         body = {"name": "bench-batch", "instructions": "Label the review.", "model": model}
@@ -220,7 +220,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     ]
     print_table(
         f"Batches at {args.latency_ms} ms provider latency, limit {args.rps} requests/s "
-        f"({args.workers} workers x {args.threads} threads)",
+        f"({args.workers} workers x {args.slots} job slots)",
         ["", *(f"{run.items:,} items" for run in runs)],
         rows,
     )
@@ -236,7 +236,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--rps", type=int, default=500, help="the global limit (CONVEYOR_RATE_LIMITS rpm / 60)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=300, help="threads per worker")
+    parser.add_argument("--slots", type=int, default=300, help="job slots (--concurrency) per worker")
     args = parser.parse_args()
     if not shutil.which("redis-server"):
         raise SystemExit("bench.batch needs redis-server on PATH (a private one per run, for clean memory figures)")

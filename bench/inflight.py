@@ -1,13 +1,15 @@
 """How many provider calls one worker process holds in flight, memory per in-flight call, calls per
 second, against the floor of the same calls made straight from one asyncio process, in one run.
 
-    .venv/bin/python -m bench.inflight [--jobs 1000] [--latency-ms 2000] [--threads 1100]
+    .venv/bin/python -m bench.inflight [--jobs 1000] [--latency-ms 2000] [--slots 1100]
 
-Jobs are written and enqueued the way the API does it (job row, then the Celery message), so the
-figure is the worker's: one process, Celery's thread pool, one event loop, one pooled HTTP client.
-CPU per call is what bounds the in-flight figure at short latencies: a process (one core, by the
-GIL) that spends c ms of CPU starting a call starts at most 1000/c calls a second, so at latency L
-it holds about L × 1000/c calls at once, however many threads it has.
+Jobs are written and enqueued the way the API does it (job row, then the Celery message) while the
+worker runs, so the figure is the worker's: one process, jobs as coroutines on one event loop (the
+LoopPool), one pooled HTTP client. CPU per call is what bounds the in-flight figure at short
+latencies: a process (one core, by the GIL) that spends c ms of CPU starting a call starts at most
+1000/c calls a second, so at latency L it holds about L × 1000/c calls at once, however many slots
+it has. "start CPU" is the worker's CPU per call until every call is in flight (nothing has finished
+yet at 2 s latency only if starting takes under 2 s).
 """
 
 from __future__ import annotations
@@ -112,31 +114,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--latency-ms", default="2000,10000", help="comma-separated provider latencies")
-    parser.add_argument("--threads", type=int, default=1100, help="worker threads (jobs it may hold in flight)")
+    parser.add_argument("--slots", type=int, default=1100, help="worker job slots (--concurrency)")
     args = parser.parse_args()
     for latency_ms in (int(x) for x in args.latency_ms.split(",")):
-        measure(args.jobs, latency_ms, args.threads)
+        measure(args.jobs, latency_ms, args.slots)
 
 
-def measure(jobs: int, latency_ms: int, threads: int) -> None:
+def measure(jobs: int, latency_ms: int, slots: int) -> None:
     model = f"fake/inflight?latency_ms={latency_ms}"
     stack = start_bench_stack()
     try:
-        worker = stack.start_worker(concurrency=threads)
+        worker = stack.start_worker(concurrency=slots)
         time.sleep(1.0)
         idle_kib = rss_kib(worker.pid)
         stack.reset_fake()
         peak_kib = [idle_kib]
         stop = threading.Event()
+        # When the provider first held its peak, and the worker's CPU until then.
+        started: dict[str, float] = {"in_flight": 0, "at": 0.0, "cpu": 0.0}
 
         def sample() -> None:
             while not stop.is_set():
                 peak_kib[0] = max(peak_kib[0], rss_kib(worker.pid))
+                in_flight = stack.fake_stats().get("in_flight", 0)
+                if in_flight > started["in_flight"]:
+                    started.update(in_flight=in_flight, at=time.perf_counter(), cpu=cpu_seconds(worker.pid))
                 time.sleep(0.05)
 
-        threading.Thread(target=sample, daemon=True).start()
         cpu_before = cpu_seconds(worker.pid)
         submitted_at = time.perf_counter()
+        threading.Thread(target=sample, daemon=True).start()
         ids = submit_jobs(stack, jobs, model)
         enqueued_s = time.perf_counter() - submitted_at
         while finished_count(stack, ids) < len(ids):
@@ -156,12 +163,14 @@ def measure(jobs: int, latency_ms: int, threads: int) -> None:
         floor_s = latency_ms / 1000
         print_table(
             f"{jobs} calls at {latency_ms} ms provider latency: one worker process "
-            f"({threads} threads) vs. one asyncio process calling the provider directly",
+            f"({slots} job slots) vs. one asyncio process calling the provider directly",
             [
                 "",
                 "peak in flight",
                 "wall s",
                 "calls/s",
+                "s to peak",
+                "start CPU ms/call",
                 "CPU ms/call",
                 "RSS idle MiB",
                 "RSS peak MiB",
@@ -173,6 +182,8 @@ def measure(jobs: int, latency_ms: int, threads: int) -> None:
                     conveyor_peak,
                     f"{elapsed:.2f}",
                     f"{jobs / elapsed:.0f}",
+                    f"{started['at'] - submitted_at:.2f}",
+                    f"{(started['cpu'] - cpu_before) / max(started['in_flight'], 1) * 1000:.2f}",
                     f"{worker_cpu_ms:.1f}",
                     f"{idle_kib / 1024:.0f}",
                     f"{peak_kib[0] / 1024:.0f}",
@@ -183,12 +194,14 @@ def measure(jobs: int, latency_ms: int, threads: int) -> None:
                     direct_peak,
                     f"{direct['elapsed']:.2f}",
                     f"{jobs / direct['elapsed']:.0f}",
+                    "",
+                    "",
                     f"{direct['cpu_s'] / jobs * 1000:.1f}",
                     f"{direct['idle_kib'] / 1024:.0f}",
                     f"{direct['peak_kib'] / 1024:.0f}",
                     per_call(direct["peak_kib"], direct["idle_kib"], direct_peak),
                 ],
-                ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", "", ""],
+                ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", "", "", "", ""],
             ],
         )
         print(f"  (writing and enqueueing the {jobs} jobs took {enqueued_s:.2f} s of the conveyor wall time)")

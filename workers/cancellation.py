@@ -1,10 +1,11 @@
 """Abandons running jobs that the API cancelled, within moments of the cancellation.
 
-One pattern subscription per worker process (on the runtime's event loop) hears every cancellation;
-a job thread registers its engine future while it runs, and a cancellation cancels that future,
-which cancels the provider request in flight. A cancellation published before the thread registered
-is caught by the flag the API sets alongside; should Redis lose both, the next lease renewal fails
-(the job is no longer `running`) and the work is abandoned then.
+One pattern subscription per worker process (on the runtime's event loop) hears every cancellation.
+A job is watched from before its claim until it ends: a cancellation committed before the claim
+makes the claim fail, and one committed after it is published after it, so it is heard. The watch
+cancels the job's engine task, which cancels the provider request in flight. Should Redis lose the
+message, the next lease renewal fails (the job is no longer `running`) and the work is abandoned then.
+Everything here runs on the loop's thread.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
 
-import redis
 import redis.asyncio as aioredis
 
 from app.store import keys
@@ -26,20 +23,29 @@ from workers.event_loop import EventLoopThread
 log = logging.getLogger("conveyor.worker")
 
 
-@dataclass
 class Watch:
-    future: Future
-    cancelled: bool = False
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._task: asyncio.Future | None = None
+
+    def attach(self, task: asyncio.Future) -> None:
+        """The job's engine task: cancelled now if the cancellation came first, or when it comes."""
+        self._task = task
+        if self.cancelled:
+            task.cancel()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._task is not None:
+            self._task.cancel()
 
 
 class CancelWatcher:
-    def __init__(self, async_redis: aioredis.Redis, sync_redis: redis.Redis, loop: EventLoopThread) -> None:
+    def __init__(self, async_redis: aioredis.Redis, loop: EventLoopThread) -> None:
         self.async_redis = async_redis
-        self.sync_redis = sync_redis
         self.loop = loop
         self._watches: dict[str, Watch] = {}
-        self._lock = threading.Lock()
-        self._listener: Future | None = None
+        self._listener = None
 
     def start(self) -> None:
         self._listener = self.loop.submit(self._listen())
@@ -49,30 +55,20 @@ class CancelWatcher:
             self._listener.cancel()
 
     @contextlib.contextmanager
-    def watch(self, job_id: str, future: Future) -> Iterator[Watch]:
-        """While inside, a cancellation of `job_id` cancels `future` and sets `Watch.cancelled`."""
-        watch = Watch(future)
-        with self._lock:
-            self._watches[job_id] = watch
+    def watch(self, job_id: str) -> Iterator[Watch]:
+        """While inside, a cancellation of `job_id` sets `Watch.cancelled` and cancels its task."""
+        watch = Watch()
+        self._watches[job_id] = watch
         try:
-            try:
-                flagged = bool(self.sync_redis.exists(keys.job_cancelled_flag(job_id)))
-            except redis.RedisError:
-                flagged = False  # the lease renewal is the backstop
-            if flagged:
-                self._cancel(job_id)
             yield watch
         finally:
-            with self._lock:
-                if self._watches.get(job_id) is watch:
-                    del self._watches[job_id]
+            if self._watches.get(job_id) is watch:
+                del self._watches[job_id]
 
     def _cancel(self, job_id: str) -> None:
-        with self._lock:
-            watch = self._watches.get(job_id)
+        watch = self._watches.get(job_id)
         if watch is not None:
-            watch.cancelled = True
-            watch.future.cancel()
+            watch.cancel()
 
     async def _listen(self) -> None:
         backoff = 0.1

@@ -13,7 +13,9 @@ from app.logging import configure_logging
 from app.store import keys
 from app.store.db import run_migrations
 from app.store.job_recovery import JobRecovery
+from workers import broker
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
+from workers.loop_pool import LoopTasks, loop_pool
 from workers.runner import JobRunner
 from workers.runtime import WorkerRuntime
 from workers.sweeper import LeaseSweeper
@@ -43,13 +45,18 @@ def run_worker(
     app = make_celery(settings)
     runtime = WorkerRuntime.build(settings, app)
     runtime.start()
-    threads = concurrency or settings.worker_concurrency
+    slots = concurrency or settings.worker_concurrency
     consumed = QUEUE_CHOICES[queues]
     member = f"{socket.gethostname()}:{os.getpid()}"
-    duties = batch_duties(runtime, app, member=member, threads=threads if BATCH_QUEUE in consumed else 0)
+    duties = batch_duties(runtime, app, member=member, slots=slots if BATCH_QUEUE in consumed else 0)
     runner = JobRunner(runtime, celery=app, batches=batch_support(runtime, duties))
-    register_call_tasks(app, runner)
-    register_batch_tasks(app, runner)
+    loop_tasks = LoopTasks(runtime.loop)
+    register_call_tasks(app, loop_tasks, runner)
+    register_batch_tasks(app, loop_tasks, runner)
+    # Jobs run as coroutines on the runtime's loop (workers/loop_pool.py); webhook sends on threads.
+    app.conf.worker_pool = loop_pool(loop_tasks)
+    # The backlog is read many messages per round trip (workers/broker.py).
+    app.conf.broker_transport = broker.TRANSPORT
     register_webhook_tasks(app, runtime)
     sweeper = LeaseSweeper(
         JobRecovery(runtime.db),
@@ -68,15 +75,14 @@ def run_worker(
         runtime.redis.set(presence, "ready", ex=24 * 3600)
 
     queue_names = ",".join(consumed)
-    log.info("worker starting", extra={"threads": threads, "queues": queue_names})
+    log.info("worker starting", extra={"slots": slots, "queues": queue_names})
     try:
-        # Threads, not prefork: a job is almost all waiting on a provider, and the waiting happens on
-        # the runtime's event loop; a thread per in-flight job costs tens of kilobytes.
+        # No --pool: the configured LoopPool, not prefork. A job is almost all waiting on a provider, so
+        # one process holds `slots` of them in flight as coroutines.
         app.worker_main(
             [
                 "worker",
-                "--pool=threads",
-                f"--concurrency={threads}",
+                f"--concurrency={slots}",
                 f"--queues={queue_names}",
                 f"--loglevel={settings.log_level}",
                 "--without-gossip",

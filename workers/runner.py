@@ -1,7 +1,8 @@
-"""Runs one job on a worker thread: claim, execute on the shared loop while renewing the lease, finish once.
+"""Runs one job as a coroutine on the worker's loop: claim, execute while renewing the lease, finish once.
 
-The thread blocks on the engine coroutine in slices of a third of the lease, renewing the lease
-between slices. A worker that dies stops renewing, and the sweeper hands the job to another worker;
+The job waits for its engine call in slices of a third of the lease, renewing the lease between
+slices; the database writes run on the runtime's few blocking threads, so a job in flight costs a
+coroutine, not a thread. A worker that dies stops renewing, and the sweeper hands the job to another worker;
 a worker that finds its lease gone, or its job cancelled, abandons its work instead of writing.
 
 The final state, the spans and the webhook delivery are written in one transaction, only by the
@@ -17,14 +18,13 @@ ends, the batch's next item is sent and the batch is ended if it was the last.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery
 
@@ -42,10 +42,13 @@ from app.store import keys
 from app.store.jobs import Claim
 from app.store.spans import spans_for_failure, spans_for_success
 from app.store.tables import JobStatus, utcnow
+from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, RUN_BATCH_ITEM, RUN_JOB
+from workers.claims import ClaimBatcher
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("conveyor.worker")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,31 +93,52 @@ class JobRunner:
         self.celery = celery
         self.batches = batches
         self.empty_datasets = EmptyDatasetMemo()  # touched only on the runtime's event loop
+        self.claims = ClaimBatcher(runtime.jobs, self.settings.job_lease_seconds, self._blocking)
 
     def run(self, job_id: str, *, batch_item: bool = False) -> JobStatus | None:
-        claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds, batch_item=batch_item)
-        if claim is None:
-            log.info("job not claimable (finished, cancelled or held by a live worker)", extra={"job_id": job_id})
-            return None
-        started = utcnow()
-        batch_id = claim.job.batch_id
-        if batch_id:
-            claim = self._with_template(claim)
-        try:
-            outcome = self._execute(claim)
-        except LeaseLost:
-            log.warning("lease lost; abandoning job", extra={"job_id": job_id})
-            return None
-        except JobCancelled:
-            log.info("job cancelled; its provider call was abandoned", extra={"job_id": job_id})
-            return None
+        """Run a job from a thread outside the loop (tests, other pools): waits for `run_async`."""
+        return self.runtime.loop.run(self.run_async(job_id, batch_item=batch_item))
+
+    async def run_async(self, job_id: str, *, batch_item: bool = False) -> JobStatus | None:
+        """Runs on the runtime's loop; database writes and blocking Redis calls go to its threads."""
+        # Watching starts before the claim: a cancellation committed before the claim makes it fail,
+        # and one committed after it is published after it, so no cancellation slips between the two.
+        with self.runtime.cancels.watch(job_id) as watch:
+            claim = await self._claim(job_id, batch_item)
+            if claim is None:
+                log.info("job not claimable (finished, cancelled or held by a live worker)", extra={"job_id": job_id})
+                return None
+            started = utcnow()
+            try:
+                outcome = await self._execute(claim, watch)
+            except LeaseLost:
+                log.warning("lease lost; abandoning job", extra={"job_id": job_id})
+                return None
+            except JobCancelled:
+                log.info("job cancelled; its provider call was abandoned", extra={"job_id": job_id})
+                return None
         if isinstance(outcome, Deferred):
-            self._defer(claim, outcome.retry_after)
+            await self._blocking(self._defer, claim, outcome.retry_after)
             return None
-        status = self._finish(claim, outcome, started)
-        if batch_id and self.batches is not None:
+        status = await self._blocking(self._finish, claim, outcome, started)
+        if claim.job.batch_id and self.batches is not None:
             self.batches.item_ended()
         return status
+
+    async def _blocking(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.runtime.blocking, function, *args)
+
+    async def _claim(self, job_id: str, batch_item: bool) -> Claim | None:
+        if batch_item:
+            return await self._blocking(self._claim_batch_item, job_id)
+        claim = await self.claims.claim(job_id)
+        if claim is not None and claim.job.batch_id:  # a batch item's message on the interactive queue
+            claim = await self._blocking(self._with_template, claim)
+        return claim
+
+    def _claim_batch_item(self, job_id: str) -> Claim | None:
+        claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds, batch_item=True)
+        return self._with_template(claim) if claim is not None and claim.job.batch_id else claim
 
     def _with_template(self, claim: Claim) -> Claim:
         """A batch item's claim with the full task: the batch's template with the item's own part."""
@@ -139,36 +163,43 @@ class JobRunner:
         except Exception:  # a batch item is sent again by the dispatcher once its message counts as lost
             log.error("could not re-enqueue a deferred job", extra={"job_id": job.id}, exc_info=True)
 
-    def _execute(self, claim: Claim) -> CallResult | JobFailure | Deferred:
-        future = self.runtime.loop.submit(self._engine_call(claim))
+    async def _execute(self, claim: Claim, watch: Watch) -> CallResult | JobFailure | Deferred:
+        """The engine call, renewing the lease every third of it and bounded by the hard time limit."""
+        call = asyncio.ensure_future(self._engine_call(claim))
+        watch.attach(call)
         deadline = time.monotonic() + self.settings.job_hard_time_limit
         slice_seconds = max(self.settings.job_lease_seconds / 3, 0.2)
-        with self.runtime.cancels.watch(claim.job.id, future) as watch:
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    return future.result(timeout=max(min(slice_seconds, remaining), 0.01))
-                except FutureTimeout:
-                    if time.monotonic() >= deadline:
-                        future.cancel()
-                        return self._failure(
-                            "JobTimeout",
-                            f"the job exceeded its hard time limit of {self.settings.job_hard_time_limit} s",
-                        )
-                    if not self.runtime.jobs.renew(claim.job.id, claim.token, self.settings.job_lease_seconds):
-                        future.cancel()
-                        raise LeaseLost() from None
-                except TaskFailed as exc:
-                    return JobFailure(_error_body(exc), exc.records)
-                except RateLimitWaitExceeded as exc:  # raised before any provider request: nothing spent
-                    return Deferred(exc.retry_after)
-                except CancelledError:
-                    raise (JobCancelled() if watch.cancelled else LeaseLost()) from None
-                except ConveyorError as exc:
-                    return JobFailure(_error_body(exc), ())
-                except Exception as exc:  # a bug: keep the job honest and the worker alive
-                    log.exception("job crashed", extra={"job_id": claim.job.id})
-                    return self._failure("InternalServerError", f"internal error: {type(exc).__name__}")
+        while True:
+            remaining = deadline - time.monotonic()
+            done, _ = await asyncio.wait((call,), timeout=max(min(slice_seconds, remaining), 0.01))
+            if done:
+                return self._outcome(claim, call, watch)
+            if time.monotonic() >= deadline:
+                call.cancel()
+                return self._failure(
+                    "JobTimeout", f"the job exceeded its hard time limit of {self.settings.job_hard_time_limit} s"
+                )
+            renewed = await self._blocking(
+                self.runtime.jobs.renew, claim.job.id, claim.token, self.settings.job_lease_seconds
+            )
+            if not renewed:
+                call.cancel()
+                raise LeaseLost()
+
+    def _outcome(self, claim: Claim, call: asyncio.Future, watch: Watch) -> CallResult | JobFailure | Deferred:
+        try:
+            return call.result()
+        except TaskFailed as exc:
+            return JobFailure(_error_body(exc), exc.records)
+        except RateLimitWaitExceeded as exc:  # raised before any provider request: nothing spent
+            return Deferred(exc.retry_after)
+        except asyncio.CancelledError:
+            raise (JobCancelled() if watch.cancelled else LeaseLost()) from None
+        except ConveyorError as exc:
+            return JobFailure(_error_body(exc), ())
+        except Exception as exc:  # a bug: keep the job honest and the worker alive
+            log.exception("job crashed", extra={"job_id": claim.job.id})
+            return self._failure("InternalServerError", f"internal error: {type(exc).__name__}")
 
     async def _engine_call(self, claim: Claim) -> CallResult:
         job = claim.job

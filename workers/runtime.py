@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -36,6 +37,9 @@ class WorkerRuntime:
     loop: EventLoopThread
     engine_deps: EngineDeps
     cancels: CancelWatcher
+    # Jobs run as coroutines on `loop`; their database writes and blocking Redis calls run here, one
+    # thread per pooled database connection, so a write never waits on the pool while holding a thread.
+    blocking: ThreadPoolExecutor
     deliveries: WebhookDeliveryRepository
     dispatcher: WebhookDispatcher
     webhook_sender: WebhookSender
@@ -73,7 +77,8 @@ class WorkerRuntime:
             async_redis=async_redis,
             loop=loop,
             engine_deps=deps,
-            cancels=CancelWatcher(async_redis, sync_redis, loop),
+            cancels=CancelWatcher(async_redis, loop),
+            blocking=ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="conveyor-db"),
             deliveries=deliveries,
             dispatcher=WebhookDispatcher(deliveries, celery),
             webhook_sender=WebhookSender(
@@ -91,5 +96,6 @@ class WorkerRuntime:
         except Exception:  # closing is best effort at shutdown
             log.exception("closing provider clients failed")
         self.webhook_sender.client.close()
+        self.blocking.shutdown(wait=True)
         self.loop.stop()
         self.db.dispose()

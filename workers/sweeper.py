@@ -48,7 +48,7 @@ class BatchDuties:
     capacity: BatchCapacity
     redis: redis.Redis
     member: str  # this worker, `host:pid`
-    threads: int  # 0 when this worker does not consume the batch queue
+    slots: int  # 0 when this worker does not consume the batch queue
     interval_seconds: float = 0.5
     check_seconds: float = 0.1
     capacity_interval_seconds: float = 5.0
@@ -77,8 +77,8 @@ class BatchDuties:
                 self.redis.delete(keys.BATCH_DISPATCH_LOCK)
 
     def register_capacity(self) -> None:
-        if self.threads:
-            self.capacity.register(self.member, self.threads)
+        if self.slots:
+            self.capacity.register(self.member, self.slots)
 
 
 class LeaseSweeper:

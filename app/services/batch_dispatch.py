@@ -3,7 +3,7 @@
 Submitting a batch sends no message. Each worker's sweeper thread runs `BatchDispatcher.tick` (one
 worker per round, by a Redis lock): for every live batch it
 - tops the batch up to its share of the window: items out (sent and unclaimed, or running) stay at
-  most `window_per_thread` × the threads of live batch workers, shared evenly among live batches;
+  most `window_per_slot` × the job slots of live batch workers, shared evenly among live batches;
 - sends again the items sent longer than `lost_after` ago and still queued: their message was lost
   (Redis restarted or was flushed). A duplicate message is harmless: the claim takes a job once;
 - re-cancels a cancelling batch's queued items (put back by a lost worker or the rate limit), and
@@ -51,7 +51,7 @@ BATCH_CANCELLED_ERROR = {
 
 @dataclass(frozen=True)
 class DispatchPolicy:
-    window_per_thread: float = 2.0
+    window_per_slot: float = 2.0
     lost_after: timedelta = timedelta(minutes=2)
     abandoned_intake_after: timedelta = timedelta(minutes=5)
 
@@ -62,27 +62,27 @@ class DispatchPolicy:
 
 
 class BatchCapacity:
-    """How many threads consume the batch queue: each such worker registers its own in a Redis hash
+    """How many job slots consume the batch queue: each such worker registers its own in a Redis hash
     with an expiry time, refreshed by its sweeper; members not refreshed in time no longer count."""
 
     def __init__(self, client: redis.Redis, *, ttl_seconds: float = 30.0) -> None:
         self.client = client
         self.ttl = ttl_seconds
 
-    def register(self, member: str, threads: int) -> None:
-        self.client.hset(keys.BATCH_CAPACITY, member, f"{threads}:{time.time() + self.ttl:.0f}")
+    def register(self, member: str, slots: int) -> None:
+        self.client.hset(keys.BATCH_CAPACITY, member, f"{slots}:{time.time() + self.ttl:.0f}")
 
     def unregister(self, member: str) -> None:
         self.client.hdel(keys.BATCH_CAPACITY, member)
 
-    def threads(self) -> int:
+    def slots(self) -> int:
         now, total, expired = time.time(), 0, []
         for member, value in self.client.hgetall(keys.BATCH_CAPACITY).items():
-            threads, _, until = value.decode().partition(":")
+            slots, _, until = value.decode().partition(":")
             if float(until or 0) < now:
                 expired.append(member)
             else:
-                total += int(threads)
+                total += int(slots)
         if expired:
             self.client.hdel(keys.BATCH_CAPACITY, *expired)
         return total
@@ -128,7 +128,7 @@ class BatchDispatcher:
             log.warning("batches whose intake died half-way failed", extra={"count": abandoned})
         live = self.items.live()
         running = [b for b in live if b.status is BatchStatus.running]
-        window = int(self.policy.window_per_thread * self.capacity.threads())
+        window = int(self.policy.window_per_slot * self.capacity.slots())
         share = max(1, window // len(running)) if running and window > 0 else 0
         sent = 0
         for batch in live:

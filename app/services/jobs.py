@@ -243,7 +243,6 @@ class JobService:
         # The stored state is already final: if Redis is unreachable, the worker notices at its next
         # lease renewal and waiters at their next re-check.
         try:
-            await self.redis.set(keys.job_cancelled_flag(job.id), "1", ex=24 * 3600)
             await self.redis.publish(keys.job_cancel_channel(job.id), "cancel")
             await self.redis.publish(keys.job_done_channel(job.id), JobStatus.cancelled.value)
             if job.stream:

@@ -147,6 +147,14 @@ _CLAIM_QUEUED_ALONE = (
     .values(**_TAKE)
     .returning(*_jobs.c)
 )
+# Many such jobs at once: a worker starting hundreds of calls a second claims them a statement per moment.
+_CLAIM_QUEUED_ALONE_MANY = (
+    update(_jobs)
+    .where(_jobs.c.id.in_(bindparam("p_ids", expanding=True)), _jobs.c.status == JobStatus.queued)
+    .where(_jobs.c.batch_id.is_(None))
+    .values(**_TAKE)
+    .returning(*_jobs.c)
+)
 _CLAIM_EXPIRED = (
     update(_jobs)
     .where(_THIS_JOB, _jobs.c.status == JobStatus.running, _jobs.c.lease_expires_at < bindparam("p_now"))
@@ -248,6 +256,18 @@ class JobRepository:
                     batch_counters.add(connection, row.batch_id, stripe, CounterDelta(running=1), started=now)
                 return Claim(JobRecord.of(row), token, expires)
             return None
+
+    def claim_queued(self, job_ids: Sequence[str], lease_seconds: int) -> dict[str, Claim]:
+        """Take those of `job_ids` that are queued and outside batches, in one statement, under one
+        lease token (a lease is proven by its job id and token together). Ids left out are claimed,
+        or found unclaimable, one at a time with `claim(..., batch_item=True)`."""
+        now = utcnow()
+        token = str(uuid.uuid4())
+        expires = now + timedelta(seconds=lease_seconds)
+        params = {"p_ids": sorted(set(job_ids)), "p_token": token, "p_expires": expires, "p_now": now}
+        with self.db.autocommit() as connection:
+            rows = connection.execute(_CLAIM_QUEUED_ALONE_MANY, params).all()
+        return {row.id: Claim(JobRecord.of(row), token, expires) for row in rows}
 
     def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:
         """Extend a held lease. False means the lease was lost: stop working on the job."""

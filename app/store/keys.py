@@ -39,11 +39,6 @@ def job_id_from_cancel_channel(channel: str) -> str:
     return channel[len(f"{PREFIX}:job:") : -len(":cancel")]
 
 
-def job_cancelled_flag(job_id: str) -> str:
-    """Set with the cancel announcement, for a worker that starts watching after it was published."""
-    return f"{PREFIX}:job:{job_id}:cancelled"
-
-
 def fake_provider_counter(model: str) -> str:
     return f"{PREFIX}:fake:{model}"
 

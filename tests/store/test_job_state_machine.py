@@ -83,6 +83,45 @@ def test_concurrent_claims_have_one_winner(db):
     assert len(winners) == 1
 
 
+def test_claiming_many_takes_only_queued_jobs_outside_batches_once_each(db):
+    jobs, queued = new_job(db)
+    _, other = new_job(db)
+    _, running = new_job(db)
+    _, item = new_job(db)
+    held = jobs.claim(running, lease_seconds=60)
+    with db.transaction() as session:
+        session.get(Job, item).batch_id = "some-batch"
+    claims = jobs.claim_queued([queued, other, queued, running, item, "no-such-job"], lease_seconds=60)
+    assert sorted(claims) == sorted([queued, other])  # a duplicate id claims its job once
+    assert all(c.job.status is JobStatus.running and c.job.delivery_attempts == 1 for c in claims.values())
+    assert jobs.claim_queued([queued, other], lease_seconds=60) == {}  # live leases are not taken over
+    # One statement, one token: each lease is still proven by its job id with the token.
+    assert jobs.renew(queued, claims[queued].token, 60)
+    assert jobs.finish(other, claims[other].token, JobStatus.succeeded, result={"ok": 1})
+    assert jobs.get(queued).status is JobStatus.running and jobs.get(other).status is JobStatus.succeeded
+    assert not jobs.finish(running, claims[queued].token, JobStatus.succeeded, result={"stolen": 1})
+    assert jobs.finish(running, held.token, JobStatus.succeeded, result={"ok": 2})
+
+
+def test_concurrent_bulk_claims_take_each_job_once(db):
+    ids = [new_job(db)[1] for _ in range(30)]
+    jobs = JobRepository(db)
+    taken: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def claim(order: list[str]) -> None:
+        barrier.wait()
+        taken.extend(jobs.claim_queued(order, lease_seconds=60))
+
+    orders = [ids, ids[::-1], ids[10:] + ids[:10], ids[::2] + ids[1::2]]
+    threads = [threading.Thread(target=claim, args=(order,)) for order in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == sorted(ids)
+
+
 def test_jobs_are_scoped_to_their_project(db):
     jobs, job_id = new_job(db)
     other = ProjectRepository(db).ensure_project("other")

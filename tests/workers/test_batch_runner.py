@@ -5,6 +5,7 @@ room the item goes back to the queue, uncounted, with a delayed message, instead
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ from app.store.jobs import JobRepository
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, utcnow
 from workers import runner as runner_module
+from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, RUN_BATCH_ITEM
 from workers.event_loop import EventLoopThread
 from workers.runner import BatchSupport, JobRunner
@@ -38,8 +40,8 @@ class SentTasks:
 
 class NoCancels:
     @contextlib.contextmanager
-    def watch(self, job_id, future):  # noqa: ANN001
-        yield SimpleNamespace(cancelled=False)
+    def watch(self, job_id):  # noqa: ANN001
+        yield Watch()
 
 
 class Kicks:
@@ -73,6 +75,7 @@ def setup(tmp_path):
         loop=loop,
         engine_deps=None,
         cancels=NoCancels(),
+        blocking=ThreadPoolExecutor(max_workers=2),
     )
     celery, relay = SentTasks(), Kicks()
     support = BatchSupport(TemplateCache(batches), relay)

@@ -21,18 +21,20 @@ from app.services.batch_dispatch import (
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository
 from workers.celery_app import RUN_BATCH_ITEM
+from workers.loop_pool import LoopTasks
 from workers.runner import BatchSupport, JobRunner
 from workers.runtime import WorkerRuntime
 from workers.sweeper import BatchDuties
 
 
-def register_batch_tasks(app: Celery, runner: JobRunner) -> None:
-    @app.task(name=RUN_BATCH_ITEM, acks_late=True, reject_on_worker_lost=True)
-    def run_batch_item(job_id: str) -> None:
-        runner.run(job_id, batch_item=True)
+def register_batch_tasks(app: Celery, tasks: LoopTasks, runner: JobRunner) -> None:
+    async def run_batch_item(job_id: str) -> None:
+        await runner.run_async(job_id, batch_item=True)
+
+    tasks.register(app, RUN_BATCH_ITEM, run_batch_item)
 
 
-def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, threads: int) -> BatchDuties:
+def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, slots: int) -> BatchDuties:
     """The dispatcher this worker's sweeper runs rounds of (and its capacity registration)."""
     batches = BatchRepository(runtime.db)
     capacity = BatchCapacity(runtime.redis)
@@ -45,7 +47,7 @@ def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, threads: i
         DispatchPolicy.from_settings(runtime.settings),
     )
     client: redis.Redis = runtime.redis
-    return BatchDuties(dispatcher, capacity, client, member, threads)
+    return BatchDuties(dispatcher, capacity, client, member, slots)
 
 
 def batch_support(runtime: WorkerRuntime, duties: BatchDuties) -> BatchSupport:

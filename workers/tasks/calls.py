@@ -1,14 +1,13 @@
-"""Celery glue for running a job: the task body is the JobRunner."""
+"""Celery glue for running a job: the task body is the JobRunner, run as a coroutine on the loop."""
 
 from __future__ import annotations
 
 from celery import Celery
 
 from workers.celery_app import RUN_JOB
+from workers.loop_pool import LoopTasks
 from workers.runner import JobRunner
 
 
-def register_call_tasks(app: Celery, runner: JobRunner) -> None:
-    @app.task(name=RUN_JOB, acks_late=True, reject_on_worker_lost=True)
-    def run_job(job_id: str) -> None:
-        runner.run(job_id)
+def register_call_tasks(app: Celery, tasks: LoopTasks, runner: JobRunner) -> None:
+    tasks.register(app, RUN_JOB, runner.run_async)

@@ -1,0 +1,89 @@
+"""The worker's broker transport on real Redis: a backlog is read many messages per round trip but
+never beyond the prefetch room, every message is delivered once, and acks leave kombu's
+unacknowledged index empty while unacked messages stay in it (to be restored if the worker dies)."""
+
+from __future__ import annotations
+
+import redis
+from kombu import Connection, Consumer, Exchange, Queue
+
+from tests.stack import new_redis_url
+from workers.broker import BulkTransport
+
+QUEUE = Queue("bulk-test", Exchange("bulk-test", type="direct"), routing_key="bulk-test")
+
+
+def publish(url: str, count: int) -> None:
+    with Connection(url) as connection:
+        producer = connection.Producer(serializer="json")
+        for n in range(count):
+            producer.publish({"n": n}, exchange=QUEUE.exchange, routing_key="bulk-test", declare=[QUEUE])
+
+
+def test_a_backlog_is_read_in_bulk_within_the_prefetch_room_and_each_message_once():
+    url = new_redis_url()
+    publish(url, 100)
+    client = redis.Redis.from_url(url)
+    received: list[tuple[int, object]] = []
+    with Connection(url, transport=BulkTransport) as connection:
+        channel = connection.channel()
+        consumer = Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append((body["n"], message))])
+        consumer.qos(prefetch_count=10)
+        consumer.consume()
+        connection.drain_events(timeout=5)
+        assert len(received) == 10  # one wake-up took the whole prefetch room, and no more
+        assert client.hlen("unacked") == 10 and client.zcard("unacked_index") == 10
+        assert client.llen("bulk-test") == 90
+        held = 10
+        while len(received) < 100:
+            for _, message in received[-held:]:
+                message.ack()
+            before = len(received)
+            connection.drain_events(timeout=5)
+            held = len(received) - before
+            assert 0 < held <= 10
+        for _, message in received[-held:]:
+            message.ack()
+    assert [n for n, _ in received] == list(range(100))  # in order, each once
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+
+
+def test_messages_read_in_bulk_and_never_acked_go_back_to_the_queue():
+    url = new_redis_url()
+    publish(url, 20)
+    with Connection(url, transport=BulkTransport) as connection:
+        channel = connection.channel()
+        received: list[int] = []
+        consumer = Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(body["n"])])
+        consumer.qos(prefetch_count=8)
+        consumer.consume()
+        connection.drain_events(timeout=5)
+        assert len(received) == 8
+    # The connection closed with 8 unacknowledged: kombu restores them, as it does for one-by-one reads.
+    client = redis.Redis.from_url(url)
+    assert client.llen("bulk-test") == 20 and client.hlen("unacked") == 0
+
+
+def test_a_redis_without_bulk_pops_is_read_one_message_at_a_time(monkeypatch):
+    url = new_redis_url()
+    publish(url, 5)
+    single_rpop = redis.Redis.rpop
+
+    def rpop_before_6_2(self, name, count=None):  # noqa: ANN001
+        if count is not None:
+            raise redis.ResponseError("wrong number of arguments for 'rpop' command")
+        return single_rpop(self, name)
+
+    monkeypatch.setattr(redis.Redis, "rpop", rpop_before_6_2)
+    received: list[int] = []
+    with Connection(url, transport=BulkTransport) as connection:
+        channel = connection.channel()
+        consumer = Consumer(
+            channel, [QUEUE], callbacks=[lambda body, message: (received.append(body["n"]), message.ack())]
+        )
+        consumer.qos(prefetch_count=10)
+        consumer.consume()
+        for _ in range(5):
+            connection.drain_events(timeout=5)
+    assert received == [0, 1, 2, 3, 4]
+    assert redis.Redis.from_url(url).hlen("unacked") == 0

@@ -1,0 +1,129 @@
+"""A Celery execution pool that runs coroutine tasks on the worker's event loop, with no thread each.
+
+Celery's thread pool gives every reserved message a thread that blocks until its job ends. A job is
+almost all waiting on a provider, so that thread is pure cost: its stack, and the GIL hand-offs of
+a thousand threads waking and sleeping. This pool runs the tasks registered in `LoopTasks` as
+coroutines on the runtime's loop instead; any other task (webhook sends) runs on threads as before.
+
+Celery's contract is kept: a message is acknowledged when its task ends (late ack), so the worker
+reserves at most `concurrency` messages and a message still unacknowledged when the process dies
+goes back to the queue. A task that raises is logged and acknowledged, as Celery does by default;
+its job is recovered through its lease (see workers/runner.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import partial
+from typing import Any
+
+from celery import Celery
+from celery.concurrency.base import BasePool, apply_target
+from celery.concurrency.thread import ApplyResult
+from kombu.serialization import loads, prepare_accept_content
+
+from workers.event_loop import EventLoopThread
+
+log = logging.getLogger("conveyor.worker")
+
+CoroutineBody = Callable[..., Awaitable[Any]]
+
+
+class LoopTasks:
+    """Celery tasks whose bodies are coroutines run on one event loop."""
+
+    def __init__(self, loop: EventLoopThread) -> None:
+        self.loop = loop
+        self._bodies: dict[str, CoroutineBody] = {}
+
+    def register(self, app: Celery, name: str, body: CoroutineBody) -> None:
+        self._bodies[name] = body
+
+        # What any other pool (and `task.apply()`) runs: the same coroutine, waited for on a thread.
+        @app.task(name=name, acks_late=True, reject_on_worker_lost=True)
+        def run_on_loop(*args: Any, **kwargs: Any) -> None:
+            self.loop.run(body(*args, **kwargs))
+
+    def body(self, name: str) -> CoroutineBody | None:
+        return self._bodies.get(name)
+
+
+def loop_pool(tasks: LoopTasks) -> type[BasePool]:
+    """The pool class for a worker whose coroutine tasks are `tasks` (Celery instantiates it)."""
+    return type("LoopPool", (LoopPool,), {"tasks": tasks})
+
+
+class LoopPool(BasePool):
+    tasks: LoopTasks
+    body_can_be_buffer = True
+    signal_safe = False
+
+    def on_start(self) -> None:
+        # Tasks outside `tasks` keep the thread pool's behaviour: a thread each, up to the limit.
+        self._threads = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix="conveyor-task")
+        # Acknowledging is a blocking Redis round trip: kept off the loop, in order, on one thread.
+        self._acks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-ack")
+        self._accept = prepare_accept_content(self.app.conf.accept_content)
+        self._running: set[Future] = set()
+        self._lock = threading.Lock()
+
+    def on_apply(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        callback: Callable[..., Any] | None = None,
+        accept_callback: Callable[..., Any] | None = None,
+        **_: Any,
+    ) -> ApplyResult:
+        name, task_id, _request, body, content_type, content_encoding = args
+        coroutine_body = self.tasks.body(name)
+        if coroutine_body is None:
+            return ApplyResult(self._threads.submit(apply_target, target, args, kwargs, callback, accept_callback))
+        task_args, task_kwargs, _embed = loads(body, content_type, content_encoding, accept=self._accept)
+        if accept_callback is not None:
+            accept_callback(os.getpid(), time.monotonic())
+        future = self.tasks.loop.submit(coroutine_body(*task_args, **task_kwargs))
+        with self._lock:
+            self._running.add(future)
+        future.add_done_callback(partial(self._ended, callback, time.monotonic(), name, task_id))
+        return ApplyResult(future)
+
+    def _ended(
+        self, callback: Callable[..., Any] | None, started: float, name: str, task_id: str, future: Future
+    ) -> None:
+        with self._lock:
+            self._running.discard(future)
+        if future.cancelled():
+            return  # the loop was stopped under it: unacknowledged, the message goes back to the queue
+        error = future.exception()
+        if error is not None:
+            log.error("task raised", exc_info=error, extra={"task": name, "task_id": task_id})
+        if callback is not None:
+            self._acks.submit(callback, (0, None, time.monotonic() - started))
+
+    def on_stop(self) -> None:
+        """Warm shutdown: let running tasks end and be acknowledged, as the thread pool does."""
+        with self._lock:
+            running = list(self._running)
+        wait(running)
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        self._acks.shutdown(wait=True)
+        super().on_stop()
+
+    def on_terminate(self) -> None:
+        """Cold shutdown: stop at once; what is unacknowledged is redelivered."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._acks.shutdown(wait=False, cancel_futures=True)
+        super().on_terminate()
+
+    def _get_info(self) -> dict[str, Any]:
+        info = super()._get_info()
+        with self._lock:
+            info.update({"max-concurrency": self.limit, "on-loop": len(self._running)})
+        return info
