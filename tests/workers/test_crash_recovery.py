@@ -8,12 +8,14 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from app.store.jobs import JobRepository, NewJob
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span
 from tests.stack import start_stack
+from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB, make_celery
 from workers.sweeper import STRANDED_AFTER
 
 
@@ -89,3 +91,33 @@ def test_a_job_whose_message_was_never_sent_is_run_by_the_sweep(crash_stack, fak
         stored = JobRepository(stack.db).get(job.id)
     assert stored.status is JobStatus.succeeded and stored.delivery_attempts == 1, stored
     assert fake_provider.requests_for(model) == 1
+
+
+def test_a_stopped_worker_finishes_its_calls_in_flight_before_exiting(crash_stack, fake_provider):
+    """Warm shutdown (SIGTERM, as on a deploy): jobs running as coroutines end and are acknowledged;
+    no message is left unacknowledged or handed to the next worker."""
+    stack = crash_stack
+    worker = stack.start_worker()
+    model = f"fake/draining?latency_ms=1500&run={uuid.uuid4().hex[:8]}"
+    project = ProjectRepository(stack.db).ensure_project("draining")
+    jobs = JobRepository(stack.db)
+    ids = [
+        jobs.create(
+            NewJob(project_id=project.id, task={"name": "d", "input": n, "models": [{"name": model}]}, trace_id="t")
+        ).id
+        for n in range(10)
+    ]
+    celery = make_celery(stack.settings)
+    for job_id in ids:
+        celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
+    deadline = time.monotonic() + 15
+    while fake_provider.requests_for(model) < len(ids):
+        assert time.monotonic() < deadline, "the worker never had the calls in flight"
+        time.sleep(0.05)
+    worker.terminate()
+    assert worker.wait(timeout=30) == 0
+    assert [jobs.get(job_id).status for job_id in ids] == [JobStatus.succeeded] * len(ids)
+    assert all(jobs.get(job_id).delivery_attempts == 1 for job_id in ids)
+    broker = redis.Redis.from_url(stack.settings.redis_url)
+    assert broker.hlen("unacked") == 0 and broker.llen(INTERACTIVE_QUEUE) == 0
+    assert fake_provider.requests_for(model) == len(ids)
