@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from celery import Celery
@@ -39,12 +39,13 @@ from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
 from app.store import keys
-from app.store.jobs import Claim
+from app.store.job_records import Claim, Finish
 from app.store.spans import spans_for_failure, spans_for_success
 from app.store.tables import JobStatus, utcnow
 from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, RUN_BATCH_ITEM, RUN_JOB
 from workers.claims import ClaimBatcher
+from workers.grouped import Grouped
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("conveyor.worker")
@@ -55,6 +56,14 @@ T = TypeVar("T")
 class JobFailure:
     error: dict[str, Any]
     attempts: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A finished job's write, with the claim it was run under."""
+
+    claim: Claim
+    finish: Finish
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ class JobRunner:
         self.batches = batches
         self.empty_datasets = EmptyDatasetMemo()  # touched only on the runtime's event loop
         self.claims = ClaimBatcher(runtime.jobs, self.settings.job_lease_seconds, self._blocking)
+        self.endings: Grouped[Ending, bool] = Grouped(self._end_group)
 
     def run(self, job_id: str, *, batch_item: bool = False) -> JobStatus | None:
         """Run a job from a thread outside the loop (tests, other pools): waits for `run_async`."""
@@ -120,7 +130,7 @@ class JobRunner:
         if isinstance(outcome, Deferred):
             await self._blocking(self._defer, claim, outcome.retry_after)
             return None
-        status = await self._blocking(self._finish, claim, outcome, started)
+        status = await self._finish(claim, outcome, started)
         if claim.job.batch_id and self.batches is not None:
             self.batches.item_ended()
         return status
@@ -243,7 +253,7 @@ class JobRunner:
     def _failure(error_type: str, message: str) -> JobFailure:
         return JobFailure({"type": error_type, "message": message, "detail": message, "status_code": 500}, ())
 
-    def _finish(self, claim: Claim, outcome: CallResult | JobFailure, started) -> JobStatus | None:  # noqa: ANN001
+    async def _finish(self, claim: Claim, outcome: CallResult | JobFailure, started: datetime) -> JobStatus | None:
         job = claim.job
         if isinstance(outcome, CallResult):
             status, result, error = JobStatus.succeeded, outcome.as_opper(job.span_id), None
@@ -259,36 +269,59 @@ class JobRunner:
             max_inline_bytes=self.settings.webhook_max_inline_bytes,
             grace=DISPATCH_GRACE,
         )
-        written = self.runtime.jobs.finish(
-            job.id,
-            claim.token,
-            status,
-            result=result,
-            error=error,
-            spans=spans,
-            extra_rows=[delivery] if delivery is not None else [],
-        )
-        if not written:
+        extra = [delivery] if delivery is not None else []
+        ending = Ending(claim, Finish(job.id, claim.token, status, result, error, spans, extra))
+        if not await self.endings.submit(ending):
             log.warning("job already finished elsewhere; result discarded", extra={"job_id": job.id})
             return None
-        self._announce(claim, status, delivery.id if delivery is not None else None)
         log.info("job finished", extra={"job_id": job.id, "status": status.value})
         return status
 
-    def _announce(self, claim: Claim, status: JobStatus, delivery_id: str | None) -> None:
-        """Persisted first, announced second: whoever hears these reads the stored result."""
-        job = claim.job
+    async def _end_group(self, endings: list[Ending]) -> list[bool | Exception]:
+        return await self._blocking(self._write_endings, endings)
+
+    def _write_endings(self, endings: list[Ending]) -> list[bool | Exception]:
+        """The jobs ending together, written in one transaction (each alone should that fail, so one
+        bad row holds back no other job), then announced together."""
+        outcomes: list[bool | Exception]
         try:
-            self.runtime.redis.publish(keys.job_done_channel(job.id), status.value)
-            if job.stream:
-                self.runtime.redis.publish(keys.job_stream_channel(job.id), StreamMessage("end").encode())
+            outcomes = list(self.runtime.jobs.finish_many([ending.finish for ending in endings]))
+        except Exception:
+            if len(endings) == 1:
+                raise
+            log.warning("writing jobs' endings together failed; writing each alone", exc_info=True)
+            outcomes = [self._write_alone(ending.finish) for ending in endings]
+        self._announce([ending for ending, written in zip(endings, outcomes, strict=True) if written is True])
+        return outcomes
+
+    def _write_alone(self, finish: Finish) -> bool | Exception:
+        try:
+            return self.runtime.jobs.finish_many([finish])[0]
+        except Exception as error:
+            return error
+
+    def _announce(self, endings: list[Ending]) -> None:
+        """Persisted first, announced second: whoever hears these reads the stored result."""
+        if not endings:
+            return
+        try:
+            pipe = self.runtime.redis.pipeline(transaction=False)
+            for ending in endings:
+                job = ending.claim.job
+                pipe.publish(keys.job_done_channel(job.id), ending.finish.status.value)
+                if job.stream:
+                    pipe.publish(keys.job_stream_channel(job.id), StreamMessage("end").encode())
+            pipe.execute()
         except Exception:  # waiters and streams re-check the stored state
-            log.warning("could not announce a finished job", extra={"job_id": job.id}, exc_info=True)
-        if delivery_id is not None:
-            try:
-                self.runtime.dispatcher.dispatch(delivery_id)
-            except Exception:  # the sweeper dispatches it once DISPATCH_GRACE has passed
-                log.warning("could not dispatch a webhook delivery", extra={"job_id": job.id}, exc_info=True)
+            log.warning("could not announce finished jobs", extra={"jobs": len(endings)}, exc_info=True)
+        for ending in endings:
+            for row in ending.finish.extra_rows:  # the webhook delivery, if the job has one
+                try:
+                    self.runtime.dispatcher.dispatch(row.id)
+                except Exception:  # the sweeper dispatches it once DISPATCH_GRACE has passed
+                    log.warning(
+                        "could not dispatch a webhook delivery", extra={"job_id": ending.claim.job.id}, exc_info=True
+                    )
 
 
 def _error_body(exc: ConveyorError) -> dict[str, Any]:

@@ -52,6 +52,9 @@ class CounterDelta:
             }
         return cls(running=-1 if prior is JobStatus.running else 0, **{_ENDED_COLUMN[status]: 1}, **usage)
 
+    def __add__(self, other: CounterDelta) -> CounterDelta:
+        return CounterDelta(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
 
 @dataclass(frozen=True)
 class BatchTotals:

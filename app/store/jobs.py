@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,104 +18,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from app.store import batch_counters
 from app.store.batch_counters import CounterDelta
 from app.store.db import Database
+from app.store.job_records import Claim, DeliveryOptions, Finish, JobFilters, JobRecord, NewJob
 from app.store.rows import insert_objects
 from app.store.tables import Base, Function, Job, JobStatus, Span, new_id, utcnow
-
-
-@dataclass(frozen=True)
-class NewJob:
-    project_id: str
-    task: dict[str, Any]
-    trace_id: str
-    function_id: str | None = None
-    revision_id: str | None = None
-    parent_span_id: str | None = None
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    id: str
-    project_id: str
-    status: JobStatus
-    span_id: str
-    trace_id: str
-    task: dict[str, Any]
-    function_id: str | None
-    revision_id: str | None
-    parent_span_id: str | None
-    result: dict[str, Any] | None
-    error: dict[str, Any] | None
-    delivery_attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    stream: bool = False
-    webhook_url: str | None = None
-    webhook_secrets: tuple[str, ...] = ()
-    meta: dict[str, Any] | None = None
-    batch_id: str | None = None  # a batch item: `task` holds only name, input and tags
-    custom_id: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The task's (function's) name as the job ran it."""
-        return str(self.task.get("name") or "")
-
-    @classmethod
-    def of(cls, job: Any) -> JobRecord:
-        """From a `Job` object or a row of the jobs table (they share attribute names)."""
-        return cls(
-            id=job.id,
-            project_id=job.project_id,
-            status=JobStatus(job.status),
-            span_id=job.span_id,
-            trace_id=job.trace_id,
-            task=job.task,
-            function_id=job.function_id,
-            revision_id=job.revision_id,
-            parent_span_id=job.parent_span_id,
-            result=job.result,
-            error=job.error,
-            delivery_attempts=job.delivery_attempts,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            stream=bool(job.stream),
-            webhook_url=job.webhook_url,
-            webhook_secrets=tuple(job.webhook_secrets or ()),
-            meta=job.meta,
-            batch_id=job.batch_id,
-            custom_id=job.custom_id,
-        )
-
-
-@dataclass(frozen=True)
-class DeliveryOptions:
-    """How a submitted job's outcome is delivered, besides being stored."""
-
-    stream: bool = False
-    webhook_url: str | None = None
-    webhook_secrets: tuple[str, ...] = ()
-    meta: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class JobFilters:
-    statuses: tuple[JobStatus, ...] = ()
-    function_name: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    created_after: datetime | None = None  # inclusive
-    created_before: datetime | None = None  # exclusive
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A worker's right to run a job until `expires_at`, proven by `token`."""
-
-    job: JobRecord
-    token: str
-    expires_at: datetime
-
 
 # The state machine's statements, built once. A job's transitions are its worker's hot path: built per
 # call, SQLAlchemy spends more CPU composing and cache-keying an UPDATE than running it, and the ORM
@@ -289,14 +193,34 @@ class JobRepository:
     ) -> bool:
         """Write the one final state, its spans and `extra_rows` (its webhook delivery) atomically;
         False if this lease no longer holds."""
-        return self._end(
-            _FINISH,
-            {"p_id": job_id, "p_token": token},
-            JobStatus.running,
-            {"p_status": status, "p_result": result, "p_error": error},
-            spans,
-            extra_rows,
-        )
+        return self.finish_many([Finish(job_id, token, status, result, error, spans, extra_rows)])[0]
+
+    def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Several `finish`es in one transaction: each applies only where its lease holds, all their
+        rows go in one INSERT per table, and a batch stripe moves once for all its items (in a fixed
+        order, so concurrent groups never wait on each other's stripes in a cycle). All or nothing:
+        on an error nothing is written, and the caller may write each alone."""
+        now = utcnow()
+        written: list[bool] = []
+        rows: list[Base] = []
+        moves: dict[tuple[str, int], CounterDelta] = {}
+        with self.db.connection() as connection:
+            for finish in finishes:
+                values = {"p_status": finish.status, "p_result": finish.result, "p_error": finish.error}
+                params = {"p_id": finish.job_id, "p_token": finish.token, "p_now": now, **values}
+                ended = connection.execute(_FINISH, params).first()
+                written.append(ended is not None)
+                if ended is None:
+                    continue
+                rows += [*finish.spans, *finish.extra_rows]
+                if ended.batch_id is not None:
+                    stripe = (ended.batch_id, batch_counters.stripe_of(ended.id))
+                    delta = CounterDelta.ended(JobStatus.running, finish.status, finish.spans)
+                    moves[stripe] = moves[stripe] + delta if stripe in moves else delta
+            insert_objects(connection, rows)
+            for (batch_id, stripe), delta in sorted(moves.items()):
+                batch_counters.add(connection, batch_id, stripe, delta)
+        return written
 
     def cancel(
         self,

@@ -15,7 +15,7 @@ from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository, NewBatch, NewItem
 from app.store.db import Database, run_migrations
 from app.store.job_recovery import JobRecovery
-from app.store.jobs import JobRepository
+from app.store.jobs import Finish, JobRepository
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span, utcnow
 from app.store.tables_batches import Batch, BatchStatus
@@ -110,6 +110,30 @@ def test_every_transition_moves_the_counters_with_the_rows(db):
     assert jobs.get(ids[3]).delivery_attempts == 0  # a release does not count as a delivery
 
 
+def test_items_ending_together_are_written_and_counted_in_one_transaction(db):
+    batches, batch_id = new_batch(db, 40)
+    jobs = JobRepository(db)
+    ids = item_ids(db, batch_id)
+    claims = [jobs.claim(job_id, lease_seconds=60) for job_id in ids[:30]]
+    project_id = claims[0].job.project_id
+
+    def bill(n: int) -> Span:
+        span = Span(project_id=project_id, trace_id="t", name="t", type="call", job_id=ids[n])
+        span.input_tokens, span.output_tokens, span.total_tokens, span.cost_generation = 10, 5, 15, 0.5
+        return span
+
+    finishes = [Finish(ids[n], claims[n].token, JobStatus.succeeded, {"n": n}, spans=[bill(n)]) for n in range(25)]
+    finishes += [Finish(ids[n], claims[n].token, JobStatus.failed, error={"message": "no"}) for n in range(25, 29)]
+    finishes.append(Finish(ids[29], "a stale token", JobStatus.succeeded, {"n": 29}, spans=[bill(29)]))
+    assert jobs.finish_many(finishes) == [True] * 29 + [False]
+    assert_counters_match_rows(batches, db, batch_id)
+    totals = batches.get(batch_id).totals
+    assert (totals.succeeded, totals.failed, totals.running) == (25, 4, 1)
+    assert (totals.input_tokens, totals.total_tokens, totals.cost_generation) == (250, 375, 12.5)
+    with db.transaction() as session:  # the stale holder's rows were not written
+        assert session.scalar(select(func.count()).select_from(Span).where(Span.job_id.in_(ids))) == 25
+
+
 def test_concurrent_claims_and_finishes_keep_counters_exact(db):
     if db.engine.dialect.name == "sqlite":
         pytest.skip("SQLite has one writer; the race is a Postgres matter")
@@ -118,9 +142,15 @@ def test_concurrent_claims_and_finishes_keep_counters_exact(db):
     ids = item_ids(db, batch_id)
 
     def work(part: list[str]) -> None:
-        for job_id in part:
+        for job_id in part[:10]:
             claim = jobs.claim(job_id, lease_seconds=60)
             jobs.finish(job_id, claim.token, JobStatus.succeeded, result={})
+        # The rest end in groups of five, each group touching several stripes (as workers write them).
+        claims = [jobs.claim(job_id, lease_seconds=60) for job_id in part[10:]]
+        for start in range(0, len(claims), 5):
+            group = claims[start : start + 5]
+            written = jobs.finish_many([Finish(c.job.id, c.token, JobStatus.succeeded, {}) for c in group])
+            assert written == [True] * len(group)
 
     threads = [threading.Thread(target=work, args=(ids[n::8],)) for n in range(8)]
     for thread in threads:
