@@ -102,19 +102,19 @@ class JobRunner:
         self.celery = celery
         self.batches = batches
         self.empty_datasets = EmptyDatasetMemo()  # touched only on the runtime's event loop
-        self.claims = ClaimBatcher(runtime.jobs, self.settings.job_lease_seconds, self._blocking)
+        self.claims = ClaimBatcher(self._claim_many, self._claim_one, self._blocking)
         self.endings: Grouped[Ending, bool] = Grouped(self._end_group)
 
-    def run(self, job_id: str, *, batch_item: bool = False) -> JobStatus | None:
+    def run(self, job_id: str) -> JobStatus | None:
         """Run a job from a thread outside the loop (tests, other pools): waits for `run_async`."""
-        return self.runtime.loop.run(self.run_async(job_id, batch_item=batch_item))
+        return self.runtime.loop.run(self.run_async(job_id))
 
-    async def run_async(self, job_id: str, *, batch_item: bool = False) -> JobStatus | None:
+    async def run_async(self, job_id: str) -> JobStatus | None:
         """Runs on the runtime's loop; database writes and blocking Redis calls go to its threads."""
         # Watching starts before the claim: a cancellation committed before the claim makes it fail,
         # and one committed after it is published after it, so no cancellation slips between the two.
         with self.runtime.cancels.watch(job_id) as watch:
-            claim = await self._claim(job_id, batch_item)
+            claim = await self.claims.claim(job_id)
             if claim is None:
                 log.info("job not claimable (finished, cancelled or held by a live worker)", extra={"job_id": job_id})
                 return None
@@ -138,20 +138,18 @@ class JobRunner:
     async def _blocking(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.runtime.blocking, function, *args)
 
-    async def _claim(self, job_id: str, batch_item: bool) -> Claim | None:
-        if batch_item:
-            return await self._blocking(self._claim_batch_item, job_id)
-        claim = await self.claims.claim(job_id)
-        if claim is not None and claim.job.batch_id:  # a batch item's message on the interactive queue
-            claim = await self._blocking(self._with_template, claim)
-        return claim
+    def _claim_many(self, job_ids: list[str]) -> dict[str, Claim]:
+        claims = self.runtime.jobs.claim_queued(job_ids, self.settings.job_lease_seconds)
+        return {job_id: self._with_template(claim) for job_id, claim in claims.items()}
 
-    def _claim_batch_item(self, job_id: str) -> Claim | None:
+    def _claim_one(self, job_id: str) -> Claim | None:
         claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds, batch_item=True)
-        return self._with_template(claim) if claim is not None and claim.job.batch_id else claim
+        return self._with_template(claim) if claim is not None else None
 
     def _with_template(self, claim: Claim) -> Claim:
         """A batch item's claim with the full task: the batch's template with the item's own part."""
+        if claim.job.batch_id is None:
+            return claim
         template = self.batches.templates.get(claim.job.batch_id) if self.batches is not None else None
         if template is None:
             return claim  # the engine call fails on the incomplete task, and says so

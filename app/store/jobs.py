@@ -8,6 +8,7 @@ current lease token can finish the job, and only while it is still running.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,11 +52,10 @@ _CLAIM_QUEUED_ALONE = (
     .values(**_TAKE)
     .returning(*_jobs.c)
 )
-# Many such jobs at once: a worker starting hundreds of calls a second claims them a statement per moment.
-_CLAIM_QUEUED_ALONE_MANY = (
+# Many queued jobs at once: a worker starting hundreds of jobs a second claims them a statement per moment.
+_CLAIM_QUEUED_MANY = (
     update(_jobs)
     .where(_jobs.c.id.in_(bindparam("p_ids", expanding=True)), _jobs.c.status == JobStatus.queued)
-    .where(_jobs.c.batch_id.is_(None))
     .values(**_TAKE)
     .returning(*_jobs.c)
 )
@@ -162,15 +162,21 @@ class JobRepository:
             return None
 
     def claim_queued(self, job_ids: Sequence[str], lease_seconds: int) -> dict[str, Claim]:
-        """Take those of `job_ids` that are queued and outside batches, in one statement, under one
-        lease token (a lease is proven by its job id and token together). Ids left out are claimed,
-        or found unclaimable, one at a time with `claim(..., batch_item=True)`."""
+        """Take those of `job_ids` that are queued, in one transaction under one lease token (a lease
+        is proven by its job id and token together), moving each batch stripe once for its items.
+        Ids left out (running, ended, unknown) are for `claim(..., batch_item=True)` one at a time."""
         now = utcnow()
         token = str(uuid.uuid4())
         expires = now + timedelta(seconds=lease_seconds)
         params = {"p_ids": sorted(set(job_ids)), "p_token": token, "p_expires": expires, "p_now": now}
-        with self.db.autocommit() as connection:
-            rows = connection.execute(_CLAIM_QUEUED_ALONE_MANY, params).all()
+        with self.db.connection() as connection:
+            _relax_durability(connection)
+            rows = connection.execute(_CLAIM_QUEUED_MANY, params).all()
+            started: Counter[tuple[str, int]] = Counter(
+                (row.batch_id, batch_counters.stripe_of(row.id)) for row in rows if row.batch_id is not None
+            )
+            for (batch_id, stripe), count in sorted(started.items()):  # a fixed order: no lock cycles
+                batch_counters.add(connection, batch_id, stripe, CounterDelta(running=count), started=now)
         return {row.id: Claim(JobRecord.of(row), token, expires) for row in rows}
 
     def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:

@@ -110,6 +110,17 @@ def test_every_transition_moves_the_counters_with_the_rows(db):
     assert jobs.get(ids[3]).delivery_attempts == 0  # a release does not count as a delivery
 
 
+def test_items_claimed_together_are_counted_once_per_stripe(db):
+    batches, batch_id = new_batch(db, 40)
+    jobs = JobRepository(db)
+    ids = item_ids(db, batch_id)
+    claims = jobs.claim_queued(ids[:30] + ids[:5], lease_seconds=60)
+    assert sorted(claims) == sorted(ids[:30])
+    assert all(claim.job.batch_id == batch_id for claim in claims.values())
+    assert_counters_match_rows(batches, db, batch_id)
+    assert batches.get(batch_id).totals.started_at is not None
+
+
 def test_items_ending_together_are_written_and_counted_in_one_transaction(db):
     batches, batch_id = new_batch(db, 40)
     jobs = JobRepository(db)

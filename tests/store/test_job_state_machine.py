@@ -83,15 +83,12 @@ def test_concurrent_claims_have_one_winner(db):
     assert len(winners) == 1
 
 
-def test_claiming_many_takes_only_queued_jobs_outside_batches_once_each(db):
+def test_claiming_many_takes_only_queued_jobs_once_each(db):
     jobs, queued = new_job(db)
     _, other = new_job(db)
     _, running = new_job(db)
-    _, item = new_job(db)
     held = jobs.claim(running, lease_seconds=60)
-    with db.transaction() as session:
-        session.get(Job, item).batch_id = "some-batch"
-    claims = jobs.claim_queued([queued, other, queued, running, item, "no-such-job"], lease_seconds=60)
+    claims = jobs.claim_queued([queued, other, queued, running, "no-such-job"], lease_seconds=60)
     assert sorted(claims) == sorted([queued, other])  # a duplicate id claims its job once
     assert all(c.job.status is JobStatus.running and c.job.delivery_attempts == 1 for c in claims.values())
     assert jobs.claim_queued([queued, other], lease_seconds=60) == {}  # live leases are not taken over

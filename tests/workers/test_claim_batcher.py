@@ -1,5 +1,5 @@
 """The ClaimBatcher on a real database (SQLite file): a burst of claims shares statements, each job is
-claimed once, what the bulk statement leaves out is tried alone, and a failed statement fails its waiters."""
+claimed once, what the group's statement leaves out is tried alone, and a failed statement fails its waiters."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from app.store.db import Database, run_migrations
 from app.store.jobs import JobRepository, NewJob
 from app.store.projects import ProjectRepository
-from app.store.tables import Job, JobStatus
+from app.store.tables import JobStatus
 from workers.claims import ClaimBatcher
 
 
@@ -44,18 +44,25 @@ def setup(tmp_path):
     async def run_blocking(function, *args):  # noqa: ANN001, ANN002
         return await asyncio.get_running_loop().run_in_executor(threads, partial(function, *args))
 
-    yield jobs, new_jobs, run_blocking, db
+    def batcher() -> ClaimBatcher:
+        return ClaimBatcher(
+            partial(jobs.claim_queued, lease_seconds=60),
+            partial(jobs.claim, lease_seconds=60, batch_item=True),
+            run_blocking,
+        )
+
+    yield jobs, new_jobs, batcher, db
     threads.shutdown()
     db.dispose()
 
 
 def test_a_burst_of_claims_shares_statements_and_takes_each_job_once(setup):
-    jobs, new_jobs, run_blocking, _ = setup
+    jobs, new_jobs, batcher, _ = setup
     ids = new_jobs(100)
 
     async def burst():
-        batcher = ClaimBatcher(jobs, 60, run_blocking)
-        return await asyncio.gather(*(batcher.claim(job_id) for job_id in ids + ids[:10]))
+        claims = batcher()
+        return await asyncio.gather(*(claims.claim(job_id) for job_id in ids + ids[:10]))
 
     claims = asyncio.run(burst())
     assert sorted(c.job.id for c in claims if c is not None) == sorted(ids)
@@ -65,32 +72,28 @@ def test_a_burst_of_claims_shares_statements_and_takes_each_job_once(setup):
 
 
 def test_a_lone_claim_is_not_held_back_and_jobs_the_statement_skips_are_tried_alone(setup):
-    jobs, new_jobs, run_blocking, db = setup
-    lone, expired, item = new_jobs(3)
+    jobs, new_jobs, batcher, _ = setup
+    lone, expired = new_jobs(2)
     jobs.claim(expired, lease_seconds=0)  # a crashed worker's job: running, its lease over
-    with db.transaction() as session:
-        session.get(Job, item).batch_id = "some-batch"
 
     async def claim_each():
-        batcher = ClaimBatcher(jobs, 60, run_blocking)
-        first = await batcher.claim(lone)
-        return first, await batcher.claim(expired), await batcher.claim(item), await batcher.claim("no-such-job")
+        claims = batcher()
+        return await claims.claim(lone), await claims.claim(expired), await claims.claim("no-such-job")
 
-    lone_claim, expired_claim, item_claim, missing = asyncio.run(claim_each())
-    assert jobs.statements == [1, 1, 1, 1]
+    lone_claim, expired_claim, missing = asyncio.run(claim_each())
+    assert jobs.statements == [1, 1, 1]
     assert lone_claim.job.id == lone and missing is None
     assert expired_claim.job.id == expired and expired_claim.job.delivery_attempts == 2
-    assert item_claim.job.batch_id == "some-batch"
 
 
 def test_a_failed_statement_fails_each_of_its_waiters(setup):
-    jobs, new_jobs, run_blocking, _ = setup
+    jobs, new_jobs, batcher, _ = setup
     ids = new_jobs(5)
     jobs.fail = True
 
     async def burst():
-        batcher = ClaimBatcher(jobs, 60, run_blocking)
-        return await asyncio.gather(*(batcher.claim(job_id) for job_id in ids), return_exceptions=True)
+        claims = batcher()
+        return await asyncio.gather(*(claims.claim(job_id) for job_id in ids), return_exceptions=True)
 
     outcomes = asyncio.run(burst())
     assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)

@@ -28,10 +28,7 @@ from workers.sweeper import BatchDuties
 
 
 def register_batch_tasks(app: Celery, tasks: LoopTasks, runner: JobRunner) -> None:
-    async def run_batch_item(job_id: str) -> None:
-        await runner.run_async(job_id, batch_item=True)
-
-    tasks.register(app, RUN_BATCH_ITEM, run_batch_item)
+    tasks.register(app, RUN_BATCH_ITEM, runner.run_async)
 
 
 def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, slots: int) -> BatchDuties:
