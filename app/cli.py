@@ -63,6 +63,7 @@ def _banner(settings: Settings, services, key: str, port: int, *, demo: bool) ->
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.gc_tuning import tune_gc
     from app.logging import configure_logging
     from app.main import create_app
     from app.store.db import run_migrations
@@ -71,8 +72,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     if not args.no_migrate:
         run_migrations(settings.database_url)
+    app = create_app(settings)
+    tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_config=None,

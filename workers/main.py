@@ -9,6 +9,7 @@ import socket
 from celery.signals import worker_ready
 
 from app.config import Settings
+from app.gc_tuning import tune_gc
 from app.logging import configure_logging
 from app.store import keys
 from app.store.db import run_migrations
@@ -74,6 +75,7 @@ def run_worker(
     def announce(**_: object) -> None:
         runtime.redis.set(presence, "ready", ex=24 * 3600)
 
+    tune_gc()
     queue_names = ",".join(consumed)
     log.info("worker starting", extra={"slots": slots, "queues": queue_names})
     try:
