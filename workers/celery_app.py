@@ -24,8 +24,8 @@ def make_celery(settings: Settings) -> Celery:
         # crash never loses a job. Redelivery is made harmless by the job row's lease (store/jobs.py).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # Reserve one message per thread: with prefetch above 1 a busy worker hoards jobs that an
-        # idle worker could run.
+        # Reserve one message per job slot (--concurrency): with prefetch above 1 a busy worker hoards
+        # jobs that an idle worker could run.
         worker_prefetch_multiplier=1,
         # Redis redelivers an unacked message after this long. It must exceed the longest a job may
         # run, or a slow job would be started twice; fast recovery of crashed jobs is the sweeper's job.

@@ -1,8 +1,8 @@
-"""One asyncio event loop per worker process, shared by every task thread.
+"""One asyncio event loop per worker process, in a thread of its own.
 
-Celery's thread pool gives each in-flight job a thread that mostly waits; the provider I/O itself runs
-as coroutines on this loop, over one pooled HTTP client. That is how one process holds thousands of
-calls in flight without thousands of connection pools or event loops.
+Every job runs on it as a coroutine (workers/loop_pool.py), over one pooled HTTP client: that is how
+one process holds thousands of calls in flight without a thread, a connection pool or an event loop
+each. Other threads (Celery's consumer, webhook sends, tests) hand it coroutines with `submit`/`run`.
 """
 
 from __future__ import annotations

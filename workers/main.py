@@ -1,4 +1,4 @@
-"""Worker process bootstrap: settings → runtime → Celery app with tasks → thread-pool worker."""
+"""Worker process bootstrap: settings → runtime → Celery app with tasks → worker on the LoopPool."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ class WorkerRuntime:
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> WorkerRuntime:
-        # Job threads hold a connection only around claim/renew/finish, so the pool stays small.
+        # Jobs hold a connection only around claim/renew/finish (on `blocking`), so the pool stays small.
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         loop = EventLoopThread()
         async_redis = aioredis.Redis.from_url(settings.redis_url)
