@@ -143,7 +143,7 @@ class JobRunner:
         return {job_id: self._with_template(claim) for job_id, claim in claims.items()}
 
     def _claim_one(self, job_id: str) -> Claim | None:
-        claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds, batch_item=True)
+        claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds)
         return self._with_template(claim) if claim is not None else None
 
     def _with_template(self, claim: Claim) -> Claim:

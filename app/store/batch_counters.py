@@ -9,7 +9,7 @@ and to 180 ms at 1,000/s; 16 stripes keep it at the baseline. Reading 16 rows st
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +84,20 @@ def stripe_of(job_id: str) -> int:
 def new_stripes(batch_id: str) -> list[dict[str, Any]]:
     """The zeroed counter rows a new batch starts with."""
     return [{"batch_id": batch_id, "stripe": n, **dict.fromkeys(_SUMMED, 0)} for n in range(COUNTER_STRIPES)]
+
+
+def stripe_key(row: Any) -> tuple[str, int]:
+    """(batch id, stripe) of a batch item's row (anything with `id` and `batch_id`)."""
+    return row.batch_id, stripe_of(row.id)
+
+
+def add_moves(
+    session: Session | Connection, moves: Mapping[tuple[str, int], CounterDelta], started: datetime | None = None
+) -> None:
+    """`add` for several stripes, in a fixed order: transactions moving several stripes at once never
+    wait on each other's in a cycle."""
+    for (batch_id, stripe), delta in sorted(moves.items()):
+        add(session, batch_id, stripe, delta, started=started)
 
 
 def add(

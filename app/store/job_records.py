@@ -107,10 +107,11 @@ class Claim:
 
 @dataclass(frozen=True)
 class Finish:
-    """A job's final write by the holder of its lease: the state and the rows that come with it."""
+    """A job's final state and the rows that come with it; `token` is the lease holder's (a worker's
+    finish), None for a cancellation."""
 
     job_id: str
-    token: str
+    token: str | None
     status: JobStatus
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None

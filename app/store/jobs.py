@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,14 +44,6 @@ _TAKE = {
     "delivery_attempts": _jobs.c.delivery_attempts + 1,
 }
 _CLAIM_QUEUED = update(_jobs).where(_THIS_JOB, _jobs.c.status == JobStatus.queued).values(**_TAKE).returning(*_jobs.c)
-# A queued job outside any batch is taken by this statement alone, committed on its own (no
-# transaction round trips): nothing else has to move with it.
-_CLAIM_QUEUED_ALONE = (
-    update(_jobs)
-    .where(_THIS_JOB, _jobs.c.status == JobStatus.queued, _jobs.c.batch_id.is_(None))
-    .values(**_TAKE)
-    .returning(*_jobs.c)
-)
 # Many queued jobs at once: a worker starting hundreds of jobs a second claims them a statement per moment.
 _CLAIM_QUEUED_MANY = (
     update(_jobs)
@@ -134,20 +126,12 @@ class JobRepository:
             row = connection.execute(statement, params).first()
         return JobRecord.of(row) if row is not None else None
 
-    def claim(self, job_id: str, lease_seconds: int, *, batch_item: bool = False) -> Claim | None:
-        """Take a queued job, or a running one whose lease has expired. None: nothing to do.
-
-        `batch_item`: the job is expected to belong to a batch, so the single-statement claim of a
-        job outside batches is not tried first (either way, any job is claimed correctly)."""
+    def claim(self, job_id: str, lease_seconds: int) -> Claim | None:
+        """Take a queued job, or a running one whose lease has expired. None: nothing to do."""
         now = utcnow()
         token = str(uuid.uuid4())
         expires = now + timedelta(seconds=lease_seconds)
         params = {"p_id": job_id, "p_token": token, "p_expires": expires, "p_now": now}
-        if not batch_item:
-            with self.db.autocommit() as connection:
-                row = connection.execute(_CLAIM_QUEUED_ALONE, params).first()
-            if row is not None:
-                return Claim(JobRecord.of(row), token, expires)
         with self.db.connection() as connection:
             _relax_durability(connection)
             # Queued first, then an expired lease: a batch item's counters move only on the first.
@@ -164,7 +148,7 @@ class JobRepository:
     def claim_queued(self, job_ids: Sequence[str], lease_seconds: int) -> dict[str, Claim]:
         """Take those of `job_ids` that are queued, in one transaction under one lease token (a lease
         is proven by its job id and token together), moving each batch stripe once for its items.
-        Ids left out (running, ended, unknown) are for `claim(..., batch_item=True)` one at a time."""
+        Ids left out (running, ended, unknown) are for `claim` one at a time."""
         now = utcnow()
         token = str(uuid.uuid4())
         expires = now + timedelta(seconds=lease_seconds)
@@ -172,11 +156,9 @@ class JobRepository:
         with self.db.connection() as connection:
             _relax_durability(connection)
             rows = connection.execute(_CLAIM_QUEUED_MANY, params).all()
-            started: Counter[tuple[str, int]] = Counter(
-                (row.batch_id, batch_counters.stripe_of(row.id)) for row in rows if row.batch_id is not None
-            )
-            for (batch_id, stripe), count in sorted(started.items()):  # a fixed order: no lock cycles
-                batch_counters.add(connection, batch_id, stripe, CounterDelta(running=count), started=now)
+            started = Counter(batch_counters.stripe_key(row) for row in rows if row.batch_id is not None)
+            moves = {stripe: CounterDelta(running=count) for stripe, count in started.items()}
+            batch_counters.add_moves(connection, moves, now)
         return {row.id: Claim(JobRecord.of(row), token, expires) for row in rows}
 
     def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:
@@ -202,31 +184,9 @@ class JobRepository:
         return self.finish_many([Finish(job_id, token, status, result, error, spans, extra_rows)])[0]
 
     def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
-        """Several `finish`es in one transaction: each applies only where its lease holds, all their
-        rows go in one INSERT per table, and a batch stripe moves once for all its items (in a fixed
-        order, so concurrent groups never wait on each other's stripes in a cycle). All or nothing:
-        on an error nothing is written, and the caller may write each alone."""
-        now = utcnow()
-        written: list[bool] = []
-        rows: list[Base] = []
-        moves: dict[tuple[str, int], CounterDelta] = {}
-        with self.db.connection() as connection:
-            for finish in finishes:
-                values = {"p_status": finish.status, "p_result": finish.result, "p_error": finish.error}
-                params = {"p_id": finish.job_id, "p_token": finish.token, "p_now": now, **values}
-                ended = connection.execute(_FINISH, params).first()
-                written.append(ended is not None)
-                if ended is None:
-                    continue
-                rows += [*finish.spans, *finish.extra_rows]
-                if ended.batch_id is not None:
-                    stripe = (ended.batch_id, batch_counters.stripe_of(ended.id))
-                    delta = CounterDelta.ended(JobStatus.running, finish.status, finish.spans)
-                    moves[stripe] = moves[stripe] + delta if stripe in moves else delta
-            insert_objects(connection, rows)
-            for (batch_id, stripe), delta in sorted(moves.items()):
-                batch_counters.add(connection, batch_id, stripe, delta)
-        return written
+        """Several `finish`es in one transaction, each applying only where its lease holds. All or
+        nothing: on an error nothing is written, and the caller may write each alone."""
+        return self._end(_FINISH, JobStatus.running, finishes, lambda finish: {"p_token": finish.token})
 
     def cancel(
         self,
@@ -239,32 +199,41 @@ class JobRepository:
         """Move a queued or running job to `cancelled` with its rows; False if it had already ended.
 
         A running job's worker loses its lease with this (renew and finish need `running`)."""
-        values = {"p_status": JobStatus.cancelled, "p_result": None, "p_error": error}
+        ending = Finish(job_id, None, JobStatus.cancelled, error=error, spans=spans, extra_rows=extra_rows)
         return any(
-            self._end(_END_FROM, {"p_id": job_id, "p_prior": prior}, prior, values, spans, extra_rows)
+            self._end(_END_FROM, prior, [ending], lambda _, prior=prior: {"p_prior": prior})[0]
             for prior in (JobStatus.queued, JobStatus.running)
         )
 
     def _end(
         self,
         statement: Any,
-        conditions: dict[str, Any],
         prior: JobStatus,
-        values: dict[str, Any],
-        spans: Sequence[Span],
-        extra_rows: Sequence[Base],
-    ) -> bool:
-        """The one final transition from `prior`: a conditional UPDATE, and the rows it brings (and a
-        batch item's counter moves) only if it applied."""
+        endings: Sequence[Finish],
+        conditions: Callable[[Finish], dict[str, Any]],
+    ) -> list[bool]:
+        """Final transitions from `prior`, in one transaction: a conditional UPDATE each, and the rows
+        each brings (one INSERT per table for all) and its batch stripe's move only where it applied."""
+        now = utcnow()
+        written: list[bool] = []
+        rows: list[Base] = []
+        moves: dict[tuple[str, int], CounterDelta] = {}
         with self.db.connection() as connection:
-            ended = connection.execute(statement, {**conditions, **values, "p_now": utcnow()}).first()
-            if ended is None:
-                return False
-            insert_objects(connection, [*spans, *extra_rows])
-            if ended.batch_id is not None:
-                delta = CounterDelta.ended(prior, values["p_status"], spans)
-                batch_counters.add(connection, ended.batch_id, batch_counters.stripe_of(ended.id), delta)
-            return True
+            for ending in endings:
+                values = {"p_status": ending.status, "p_result": ending.result, "p_error": ending.error}
+                params = {"p_id": ending.job_id, "p_now": now, **conditions(ending), **values}
+                ended = connection.execute(statement, params).first()
+                written.append(ended is not None)
+                if ended is None:
+                    continue
+                rows += [*ending.spans, *ending.extra_rows]
+                if ended.batch_id is not None:
+                    stripe = batch_counters.stripe_key(ended)
+                    delta = CounterDelta.ended(prior, ending.status, ending.spans)
+                    moves[stripe] = moves[stripe] + delta if stripe in moves else delta
+            insert_objects(connection, rows)
+            batch_counters.add_moves(connection, moves)
+        return written
 
     def release(self, job_id: str, token: str, *, redispatch_at: datetime | None) -> JobRecord | None:
         """Hand a running job back to the queue without counting the delivery (it could not start: the

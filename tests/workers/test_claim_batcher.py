@@ -47,7 +47,7 @@ def setup(tmp_path):
     def batcher() -> ClaimBatcher:
         return ClaimBatcher(
             partial(jobs.claim_queued, lease_seconds=60),
-            partial(jobs.claim, lease_seconds=60, batch_item=True),
+            partial(jobs.claim, lease_seconds=60),
             run_blocking,
         )
 
