@@ -5,10 +5,8 @@ room the item goes back to the queue, uncounted, with a delayed message, instead
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,14 +17,12 @@ from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY, TemplateCache
 from app.services.batch_intake import BatchIntake
 from app.store.batches import BatchRepository, NewBatch, NewItem
-from app.store.db import Database, run_migrations
-from app.store.jobs import JobRepository
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, utcnow
+from tests.workers.in_process import in_process_runtime
 from workers import runner as runner_module
 from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, RUN_BATCH_ITEM
-from workers.event_loop import EventLoopThread
 from workers.runner import BatchSupport, JobRunner
 
 
@@ -54,34 +50,21 @@ class Kicks:
 
 @pytest.fixture
 def setup(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
-    run_migrations(url)
-    db = Database(url)
-    loop = EventLoopThread()
-    project = ProjectRepository(db).ensure_project("p")
-    batches = BatchRepository(db)
-    template = {
-        "name": "t",
-        "instructions": "be brief",
-        "models": [{"name": "fake/a"}],
-        "config": {"few_shot_count": 0},
-    }
-    new = NewBatch(project_id=project.id, task_template=template)
-    result = BatchIntake(batches).run(new, [NewItem("a", {"q": 1}, {"k": "v"})], skip_invalid=False)
-    runtime = SimpleNamespace(
-        settings=Settings(_env_file=None, CONVEYOR_JOB_LEASE_SECONDS="30"),
-        jobs=JobRepository(db),
-        db=db,
-        loop=loop,
-        engine_deps=None,
-        cancels=NoCancels(),
-        blocking=ThreadPoolExecutor(max_workers=2),
-    )
-    celery, relay = SentTasks(), Kicks()
-    support = BatchSupport(TemplateCache(batches), relay)
-    yield JobRunner(runtime, celery=celery, batches=support), result, batches, celery, relay
-    loop.stop()
-    db.dispose()
+    settings = Settings(_env_file=None, CONVEYOR_JOB_LEASE_SECONDS="30")
+    with in_process_runtime(tmp_path, settings=settings, engine_deps=None, cancels=NoCancels()) as runtime:
+        project = ProjectRepository(runtime.db).ensure_project("p")
+        batches = BatchRepository(runtime.db)
+        template = {
+            "name": "t",
+            "instructions": "be brief",
+            "models": [{"name": "fake/a"}],
+            "config": {"few_shot_count": 0},
+        }
+        new = NewBatch(project_id=project.id, task_template=template)
+        result = BatchIntake(batches).run(new, [NewItem("a", {"q": 1}, {"k": "v"})], skip_invalid=False)
+        celery, relay = SentTasks(), Kicks()
+        support = BatchSupport(TemplateCache(batches), relay)
+        yield JobRunner(runtime, celery=celery, batches=support), result, batches, celery, relay
 
 
 def test_a_batch_item_without_rate_limit_room_goes_back_to_the_queue(setup, monkeypatch):

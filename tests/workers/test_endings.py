@@ -3,17 +3,12 @@ and should that fail, each written alone, so one bad row holds back no other job
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
-
 import pytest
 
-from app.config import Settings
-from app.store.db import Database, run_migrations
 from app.store.jobs import Finish, JobRepository, NewJob
 from app.store.projects import ProjectRepository
 from app.store.tables import JobStatus, Span
-from workers.event_loop import EventLoopThread
+from tests.workers.in_process import in_process_runtime
 from workers.runner import Ending, JobRunner
 
 
@@ -33,23 +28,9 @@ class Published:
 
 @pytest.fixture
 def setup(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
-    run_migrations(url)
-    db = Database(url)
-    loop = EventLoopThread()
-    jobs = JobRepository(db)
-    project = ProjectRepository(db).ensure_project("p")
-    runtime = SimpleNamespace(
-        settings=Settings(_env_file=None),
-        jobs=jobs,
-        db=db,
-        loop=loop,
-        redis=Published(),
-        blocking=ThreadPoolExecutor(max_workers=2),
-    )
-    yield JobRunner(runtime), jobs, project.id
-    loop.stop()
-    db.dispose()
+    with in_process_runtime(tmp_path, redis=Published()) as runtime:
+        project = ProjectRepository(runtime.db).ensure_project("p")
+        yield JobRunner(runtime), runtime.jobs, project.id
 
 
 def ending(jobs: JobRepository, project_id: str, *, bad_row: bool = False) -> Ending:
