@@ -1,7 +1,11 @@
 """Latency Conveyor adds to a call: `/v2/call` (API → Redis → worker → provider → Postgres → Redis → API)
-against calling the same fake provider directly through the same adapter, in one run.
+against calling the same fake provider directly through the same adapter, in one run; and the CPU a
+call costs each of Conveyor's processes (API, worker, its Postgres backends, a private Redis).
 
-    .venv/bin/python -m bench.call_overhead [--calls 300] [--concurrency 1,8]
+    .venv/bin/python -m bench.call_overhead [--calls 300] [--concurrency 1,32] [--baseline REV]
+
+With `--baseline REV` a second stack runs that revision's code (a git worktree of it) beside this
+one, and the two are measured in alternating rounds of the same run: before and after, side by side.
 """
 
 from __future__ import annotations
@@ -9,13 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from app.config import Settings
 from app.providers.base import CompletionRequest, Message
 from app.providers.registry import ProviderRegistry
-from bench.harness import print_table, start_bench_stack, summary_ms
+from bench.harness import ROOT, BenchStack, checkout, print_table, start_bench_stack, summary_ms
 
 MODEL = "fake/bench"
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
@@ -71,39 +77,88 @@ async def through_conveyor(api_url: str, key: str, calls: int, concurrency: int)
         return await timed_batch(call, calls, concurrency)
 
 
+@dataclass
+class Contender:
+    """A Conveyor stack under measurement: its latencies and CPU per process, summed over rounds."""
+
+    label: str
+    stack: BenchStack
+    key: str = ""
+    latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    calls: int = 0
+
+    def measure(self, calls: int, concurrency: int) -> None:
+        meter = self.stack.cpu_meter()
+        meter.start()
+        self.latencies += asyncio.run(through_conveyor(self.stack.api_url, self.key, calls, concurrency))
+        for name, seconds in meter.stop().items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
+        self.calls += calls + 1  # and its warm-up call
+
+    def cpu_row(self, concurrency: int) -> list[object]:
+        per_call = {name: seconds * 1000 / self.calls for name, seconds in self.cpu.items()}
+        cells = [f"{per_call.get(name, 0.0):.2f}" for name in ("api", "worker", "postgres", "redis")]
+        return [concurrency, self.label, *cells, f"{sum(per_call.values()):.2f}"]
+
+
+def start_contender(label: str, root: Path) -> Contender:
+    stack = start_bench_stack(root=root)
+    stack.start_api()
+    stack.start_worker(concurrency=64)
+    return Contender(label, stack, stack.new_key())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--concurrency", default="1,8")
+    parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations between contenders per concurrency")
+    parser.add_argument("--baseline", help="also measure this git revision (a worktree of it), interleaved")
     args = parser.parse_args()
 
-    stack = start_bench_stack()
+    contenders: list[Contender] = []
     try:
-        stack.start_api()
-        stack.start_worker(concurrency=64)
-        key = stack.new_key()
-        rows = []
+        if args.baseline:
+            contenders.append(start_contender(f"conveyor {args.baseline}", checkout(args.baseline)))
+        contenders.append(start_contender("conveyor", ROOT))
+        settings = contenders[-1].stack.settings
+        latency_rows, cpu_rows = [], []
         for concurrency in (int(c) for c in args.concurrency.split(",")):
-            base = summary_ms(asyncio.run(direct(stack.settings, args.calls, concurrency)))
-            conv = summary_ms(asyncio.run(through_conveyor(stack.api_url, key, args.calls, concurrency)))
+            per_round = max(1, args.calls // args.rounds)
+            direct_latencies: list[float] = []
+            for contender in contenders:
+                contender.latencies, contender.cpu, contender.calls = [], {}, 0
+            for round_index in range(args.rounds):
+                direct_latencies += asyncio.run(direct(settings, per_round, concurrency))
+                order = contenders if round_index % 2 == 0 else contenders[::-1]
+                for contender in order:
+                    contender.measure(per_round, concurrency)
+            base = summary_ms(direct_latencies)
             for stat in ("p50", "p99", "mean"):
-                rows.append(
-                    [
-                        concurrency,
-                        stat,
-                        f"{base[stat]:.1f}",
-                        f"{conv[stat]:.1f}",
-                        f"{conv[stat] - base[stat]:+.1f}",
-                    ]
-                )
+                row: list[object] = [concurrency, stat, f"{base[stat]:.1f}"]
+                for contender in contenders:
+                    measured = summary_ms(contender.latencies)
+                    row += [f"{measured[stat]:.1f}", f"{measured[stat] - base[stat]:+.1f}"]
+                latency_rows.append(row)
+            cpu_rows += [contender.cpu_row(concurrency) for contender in contenders]
+        header = ["concurrency", "stat", "direct ms"]
+        for contender in contenders:
+            header += [f"{contender.label} ms", "added ms"]
         print_table(
-            f"Added latency per call ({args.calls} calls, fake provider at 0 ms, structured output, "
-            "API + 1 worker + Redis + Postgres as separate processes)",
-            ["concurrency", "stat", "direct ms", "conveyor ms", "added ms"],
-            rows,
+            f"Added latency per call ({args.calls} calls in {args.rounds} alternating rounds, fake provider at 0 ms, "
+            "structured output, API + 1 worker + Redis + Postgres as separate processes)",
+            header,
+            latency_rows,
+        )
+        print_table(
+            "CPU per call, ms (from /proc; Postgres: the backends serving the API and worker; Redis: a private server)",
+            ["concurrency", "stack", "api", "worker", "postgres", "redis", "total"],
+            cpu_rows,
         )
     finally:
-        stack.stop()
+        for contender in contenders:
+            contender.stack.stop()
 
 
 if __name__ == "__main__":

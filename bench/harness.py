@@ -4,10 +4,13 @@ fresh Postgres schema and Redis database, the way they run in production."""
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +21,9 @@ from app.config import Settings
 from app.embedded import free_port, wait_for_port
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository
+from bench.proc_cpu import CpuMeter, postgres_backends
 from tests.fakeprovider import start_fake_provider_process
-from tests.stack import drop_pg_schema, new_pg_schema, new_redis_url
+from tests.stack import PG_URL, drop_pg_schema, new_pg_schema, new_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,12 +59,28 @@ class BenchStack:
     api_url: str = ""
     processes: list[subprocess.Popen] = field(default_factory=list)
     db: Database | None = None
+    application_name: str = ""  # the Postgres application_name of the API's and workers' connections
+    redis_pid: int | None = None  # a private redis-server's, so its CPU is Conveyor's alone
+    api_pid: int | None = None
+    worker_pids: list[int] = field(default_factory=list)
+    root: Path = ROOT  # whose code the API and workers run (another revision's checkout for a baseline)
+
+    def cpu_meter(self) -> CpuMeter:
+        """CPU of the API, the workers, their Postgres backends and (private) Redis."""
+        groups = {
+            "api": lambda: [self.api_pid] if self.api_pid else [],
+            "worker": lambda: list(self.worker_pids),
+            "postgres": lambda: postgres_backends(PG_URL, self.application_name),
+        }
+        if self.redis_pid:
+            groups["redis"] = lambda: [self.redis_pid]
+        return CpuMeter(groups)
 
     def spawn(self, *args: str) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
             env={**os.environ, **self.env},
-            cwd=ROOT,
+            cwd=self.root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -69,7 +89,7 @@ class BenchStack:
 
     def start_api(self) -> None:
         port = free_port()
-        self.spawn("api", "--port", str(port), "--no-migrate")
+        self.api_pid = self.spawn("api", "--port", str(port), "--no-migrate").pid
         wait_for_port(port, timeout=30)
         self.api_url = f"http://127.0.0.1:{port}"
 
@@ -79,6 +99,7 @@ class BenchStack:
         from app.store import keys
 
         process = self.spawn("worker", "--concurrency", str(concurrency), "--no-migrate")
+        self.worker_pids.append(process.pid)
         client = redis.Redis.from_url(self.settings.redis_url)
         deadline = time.monotonic() + 60
         while not client.keys(keys.worker_presence("*", process.pid)):
@@ -88,6 +109,12 @@ class BenchStack:
         return process
 
     def new_key(self) -> str:
+        if self.root != ROOT:  # that revision's schema is its own: let its CLI write the key
+            command = [sys.executable, "-m", "app.cli", "keys", "create", "--project", "bench"]
+            output = subprocess.run(
+                command, env={**os.environ, **self.env}, cwd=self.root, capture_output=True, text=True, check=True
+            )
+            return output.stdout.strip().split()[-1]
         return ProjectRepository(self.db).create_key("bench")
 
     def fake_stats(self) -> dict:
@@ -110,15 +137,46 @@ class BenchStack:
         drop_pg_schema(self.schema)
 
 
-def start_bench_stack(**overrides: str) -> BenchStack:
+def start_private_redis() -> tuple[subprocess.Popen, str] | None:
+    """A redis-server of the benchmark's own (no persistence), when one is on PATH."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + ["--dir", tempfile.gettempdir()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for_port(port)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def checkout(revision: str) -> Path:
+    """A detached worktree of `revision` (made once, reused), for running a baseline beside this code."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    path = Path(tempfile.gettempdir()) / f"conveyor-baseline-{sha}"
+    if not path.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True)
+    return path
+
+
+def start_bench_stack(*, root: Path = ROOT, **overrides: str) -> BenchStack:
     overrides = {**{k: v for k, v in os.environ.items() if k.startswith("CONVEYOR_")}, **overrides}
     fake_port = free_port()
     fake = start_fake_provider_process(fake_port)
     fake_url = f"http://127.0.0.1:{fake_port}"
     schema, database_url = new_pg_schema()
+    application_name = f"conveyor-bench-{uuid.uuid4().hex[:8]}"
+    database_url += f"&application_name={application_name}"
+    redis = start_private_redis()
     env = {
         "DATABASE_URL": database_url,
-        "REDIS_URL": new_redis_url(),
+        "REDIS_URL": redis[1] if redis else new_redis_url(),
         "OPENAI_BASE_URL": fake_url + "/v1",
         "OPENAI_API_KEY": "sk-bench",
         "CONVEYOR_FAKE_PROVIDER_URL": fake_url,
@@ -134,9 +192,13 @@ def start_bench_stack(**overrides: str) -> BenchStack:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     run_migrations(settings.database_url)
-    stack = BenchStack(env=env, settings=settings, schema=schema, fake_url=fake_url)
+    stack = BenchStack(env=env, settings=settings, schema=schema, fake_url=fake_url, application_name=application_name)
+    if redis:
+        stack.processes.append(redis[0])
+        stack.redis_pid = redis[0].pid
     stack.processes.append(fake)
-    stack.db = Database(settings.database_url)
+    # The benchmark's own connections are not Conveyor's: they go without the application name.
+    stack.db = Database(database_url.replace(f"&application_name={application_name}", ""))
     return stack
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 from celery import Celery
 
 from app.config import Settings
-
-INTERACTIVE_QUEUE = "conveyor.interactive"
-RUN_JOB = "conveyor.run_job"
-# Batch items wait on their own queue, fed a window at a time by the batch dispatcher, so a batch of
-# 100,000 never stands in front of an interactive call.
-BATCH_QUEUE = "conveyor.batch"
-RUN_BATCH_ITEM = "conveyor.run_batch_item"
-# Webhook sends wait on receivers, not on models: their own queue keeps them out of the calls' way.
-WEBHOOK_QUEUE = "conveyor.webhooks"
-DELIVER_WEBHOOK = "conveyor.deliver_webhook"
+from app.queue import (  # noqa: F401 - re-exported: the worker side names queues and tasks from here too
+    BATCH_QUEUE,
+    DELIVER_WEBHOOK,
+    INTERACTIVE_QUEUE,
+    RUN_BATCH_ITEM,
+    RUN_JOB,
+    WEBHOOK_QUEUE,
+)
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -34,6 +34,7 @@ from app.engine.streaming import StreamMessage, complete_streaming
 from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
+from app.services.announcements import encode_ending
 from app.services.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY, TemplateCache
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
@@ -306,7 +307,8 @@ class JobRunner:
             pipe = self.runtime.redis.pipeline(transaction=False)
             for ending in endings:
                 job = ending.claim.job
-                pipe.publish(keys.job_done_channel(job.id), ending.finish.status.value)
+                finish = ending.finish
+                pipe.publish(keys.job_done_channel(job.id), encode_ending(finish.status, finish.result, finish.error))
                 if job.stream:
                     pipe.publish(keys.job_stream_channel(job.id), StreamMessage("end").encode())
             pipe.execute()

@@ -12,6 +12,7 @@ from app.providers.registry import ProviderRegistry
 from app.services.batch_completion import BatchCompletion
 from app.services.batches import BatchService
 from app.services.calls import CallService
+from app.services.catalog_cache import CatalogCache
 from app.services.idempotency import IdempotencyGuard
 from app.services.jobs import JobService
 from app.services.model_catalog import ModelCatalog
@@ -20,6 +21,7 @@ from app.services.streaming import StreamService
 from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import WebhookDispatcher
 from app.store.batches import BatchRepository
+from app.store.catalog import CatalogReader
 from app.store.db import Database
 from app.store.functions import FunctionRepository
 from app.store.idempotency import IdempotencyRepository
@@ -57,7 +59,9 @@ class AppState:
         registry = ProviderRegistry(settings, custom_models=catalog.load_custom)
         functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
         waiter = JobWaiter(redis)
-        calls = CallService(settings, registry, functions, jobs, spans, celery, waiter, catalog)
+        calls = CallService(
+            settings, registry, functions, jobs, spans, redis, waiter, catalog, CatalogCache(CatalogReader(db))
+        )
         hub = StreamHub(redis)
         deliveries = WebhookDeliveryRepository(db)
         job_service = JobService(

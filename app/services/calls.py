@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, replace
 from functools import partial
 
-from celery import Celery
+import redis.asyncio as aioredis
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
@@ -15,17 +14,19 @@ from app.engine.structured import check_schema
 from app.engine.task import TaskSpec, task_to_dict
 from app.errors import BadRequest, CallTimedOut, NotFound, ServiceUnavailable, StoredJobError
 from app.providers.base import ModelResolver
+from app.queue import enqueue_job
 from app.schemas.calls import CallRequest, CallResponse
 from app.schemas.functions import FunctionCallRequest
+from app.services.announcements import JobEnding, decode_ending
+from app.services.catalog_cache import CatalogCache
 from app.services.model_catalog import ModelCatalog
 from app.services.task_builder import build_task, function_call_request, function_definition, model_names
-from app.services.waiter import JobWaiter
-from app.store.functions import FunctionRepository
+from app.services.waiter import Announcement, JobWaiter
+from app.store.functions import FunctionRepository, matches_revision
 from app.store.jobs import JobRecord, JobRepository, NewJob
 from app.store.projects import ProjectRef
 from app.store.spans import SpanRepository
 from app.store.tables import JobStatus
-from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class CallService:
     functions: FunctionRepository
     jobs: JobRepository
     spans: SpanRepository
-    celery: Celery
+    redis: aioredis.Redis  # the broker: jobs are enqueued from the event loop (app/queue.py)
     waiter: JobWaiter
     catalog: ModelCatalog | None = None  # expands aliases and custom model names; None: names as given
+    catalog_cache: CatalogCache | None = None  # the catalog as last read, for the usual call
 
     async def _build_task(self, project: ProjectRef, request: CallRequest) -> TaskSpec:
         """The resolved task; run in a thread because expanding model names reads the database."""
@@ -59,12 +61,49 @@ class CallService:
 
     async def submit(self, project: ProjectRef, request: CallRequest) -> JobRecord:
         """Validate and record a call as a queued job (`enqueue` sends it). BadRequest before any write."""
+        if self.catalog_cache is not None and self.catalog is not None:
+            job = await self._submit_cached(project, request)
+            if job is not None:
+                return job
         task = await self._build_task(project, request)
         parent, trace_id = await self._trace_for(project, request)
         ref = await run_in_threadpool(
             self.functions.ensure_for_call, project.id, request.name, function_definition(request)
         )
         return await self._record(project, task, parent, trace_id, ref.function_id, ref.revision_id)
+
+    async def _submit_cached(self, project: ProjectRef, request: CallRequest) -> JobRecord | None:
+        """The usual call (a known function's current definition) resolved from the process's catalog
+        copy, on the event loop, its job written only if that copy is current. None: resolve it the
+        long way (a new function or revision, or a catalog that keeps changing under us)."""
+        definition = function_definition(request).to_json()
+        trace: tuple[str | None, str] | None = None
+        for _ in range(2):
+            snapshot = await self.catalog_cache.snapshot(project.id, request.name)
+            if snapshot is None:
+                return None
+            try:
+                task = build_task(
+                    request,
+                    default_model=self.settings.default_model,
+                    resolver=self.resolver,
+                    expand=self.catalog.snapshot_expander(project.id, snapshot),
+                )
+            except BadRequest:
+                return None  # it may be the copy that is stale (a model added since): the long way decides
+            current = snapshot.functions.get(request.name)
+            if current is None or not matches_revision(current.definition, current.digest, definition):
+                # The long way records the new function or revision, which moves the catalog on.
+                self.catalog_cache.invalidate(project.id)
+                return None
+            trace = trace or await self._trace_for(project, request)
+            job = await self._record(
+                project, task, *trace, current.function_id, current.revision_id, catalog_version=snapshot.version
+            )
+            if job is not None:
+                return job
+            self.catalog_cache.invalidate(project.id)  # changed meanwhile: once more from a fresh copy
+        return None
 
     async def submit_function_call(
         self, project: ProjectRef, function_id: str, revision_id: str | None, body: FunctionCallRequest
@@ -120,7 +159,9 @@ class CallService:
         trace_id: str,
         function_id: str,
         revision_id: str | None,
-    ) -> JobRecord:
+        catalog_version: int | None = None,
+    ) -> JobRecord | None:
+        """The queued job; None only with `catalog_version`, when the project's catalog moved past it."""
         new = NewJob(
             project_id=project.id,
             task=task_to_dict(task),
@@ -129,7 +170,7 @@ class CallService:
             revision_id=revision_id,
             parent_span_id=parent,
         )
-        return await run_in_threadpool(self.jobs.create, new)
+        return await run_in_threadpool(partial(self.jobs.create, new, catalog_version=catalog_version))
 
     async def _trace_for(self, project: ProjectRef, request: CallRequest) -> tuple[str | None, str]:
         """(parent span id, trace id): the parent's trace, or a new trace for a root call."""
@@ -143,7 +184,7 @@ class CallService:
 
     async def enqueue(self, job: JobRecord) -> None:
         try:
-            await run_in_threadpool(self.celery.send_task, RUN_JOB, args=[job.id], queue=INTERACTIVE_QUEUE)
+            await enqueue_job(self.redis, job.id)
         except Exception as exc:
             await run_in_threadpool(self.jobs.discard_queued, job.id)
             raise ServiceUnavailable(
@@ -151,15 +192,19 @@ class CallService:
                 detail=f"enqueue failed: {type(exc).__name__}",
             ) from exc
 
-    async def wait_for_result(self, job: JobRecord, announced: asyncio.Event, timeout: float) -> CallResponse:
+    async def wait_for_result(self, job: JobRecord, announced: Announcement, timeout: float) -> CallResponse:
         """Wait (inside `waiter.expect(job.id)`) until the job is final; its response or its error."""
 
-        final: list[JobRecord] = []  # the read that found the job done also carries its result
+        final: list[JobEnding] = []  # the announcement, or the read, that found the job done
 
         async def is_done() -> bool:
-            current = await run_in_threadpool(self.jobs.get, job.id)
-            if current is not None and current.status.is_final:
-                final.append(current)
+            ending = decode_ending(announced.message)
+            if ending is None:
+                current = await run_in_threadpool(self.jobs.get, job.id)
+                if current is not None:
+                    ending = JobEnding(current.status, current.result, current.error)
+            if ending is not None and ending.status.is_final:
+                final.append(ending)
                 return True
             return False
 
@@ -171,7 +216,7 @@ class CallService:
         return response_of(final[-1])
 
 
-def response_of(job: JobRecord) -> CallResponse:
+def response_of(job: JobRecord | JobEnding) -> CallResponse:
     if job.status is JobStatus.succeeded and job.result is not None:
         return CallResponse.model_validate(job.result)
     raise StoredJobError(job.error or {"message": f"the job ended as {job.status.value}"})

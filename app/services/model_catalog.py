@@ -18,6 +18,7 @@ from app.errors import BadRequest
 from app.providers.custom import CUSTOM_PREFIX, CustomModelConfig, CustomModelUnavailable, custom_model_name
 from app.schemas.models import AliasCreate, AliasUpdate, CustomModelCreate, CustomModelUpdate
 from app.secrets import SecretBox, SecretUnreadable, require_box, secret_box
+from app.store.catalog import CatalogSnapshot
 from app.store.db import Database
 from app.store.models_catalog import (
     AliasChanges,
@@ -106,6 +107,16 @@ class ModelCatalog:
 
         return run
 
+    def snapshot_expander(
+        self, project_id: str, snapshot: CatalogSnapshot
+    ) -> Callable[[tuple[ModelSpec, ...]], tuple[ModelSpec, ...]]:
+        """`expand` from a cached catalog snapshot: reads nothing, so it runs on the event loop."""
+
+        def run(models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
+            return _Expansion(self, project_id, snapshot=snapshot).run(models)
+
+        return run
+
     def load_custom(self, custom_model_id: str) -> CustomModelConfig | None:
         """The worker's loader: the model's endpoint, decrypted key and prices, None if it is gone."""
         record = self.custom.load(custom_model_id)
@@ -189,12 +200,22 @@ class ModelCatalog:
 class _Expansion:
     """One expansion, with the alias and custom model lookups it made (each name is queried once)."""
 
-    def __init__(self, catalog: ModelCatalog, project_id: str, overlay: dict[str, tuple[str, ...]] | None = None):
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        project_id: str,
+        overlay: dict[str, tuple[str, ...]] | None = None,
+        *,
+        snapshot: CatalogSnapshot | None = None,
+    ):
         self.catalog = catalog
         self.project_id = project_id
         self.aliases: dict[str, tuple[str, ...]] = {k: v for k, v in (overlay or {}).items() if v}
         self.custom_ids: dict[str, str] = {}
         self.looked_up: set[str] = set(overlay or ())
+        self.snapshot = snapshot  # the whole catalog, known in advance: nothing to look up
+        if snapshot is not None:
+            self.aliases, self.custom_ids = snapshot.aliases, snapshot.custom_ids
 
     def run(self, models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
         self._look_up(spec.name for spec in models)
@@ -224,9 +245,13 @@ class _Expansion:
             raise BadRequest(f"the model chain expands to more than {MAX_EXPANDED_MODELS} models", field_name="model")
 
     def _owned(self, custom_model_id: str) -> bool:
+        if self.snapshot is not None:
+            return custom_model_id in self.snapshot.owned_custom_ids
         return bool(self.catalog.custom.owned_ids(self.project_id, [custom_model_id]))
 
     def _look_up(self, names: Any) -> None:
+        if self.snapshot is not None:
+            return
         new = sorted({n for n in names if n not in self.looked_up})
         if not new:
             return

@@ -19,11 +19,18 @@ from app.store import keys
 log = logging.getLogger("conveyor.waiter")
 
 
+class Announcement(asyncio.Event):
+    """Set when the job's done channel speaks; `message` is what it said last (None after a wake-up
+    for a reconnect or a re-check)."""
+
+    message: bytes | None = None
+
+
 class JobWaiter:
     def __init__(self, redis: aioredis.Redis, *, recheck_seconds: float = 5.0) -> None:
         self.redis = redis
         self.recheck_seconds = recheck_seconds
-        self._events: dict[str, list[asyncio.Event]] = {}
+        self._events: dict[str, list[Announcement]] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -39,9 +46,9 @@ class JobWaiter:
                 await self._task
 
     @contextlib.contextmanager
-    def expect(self, job_id: str):  # noqa: ANN201 - yields an asyncio.Event
+    def expect(self, job_id: str):  # noqa: ANN201 - yields an Announcement
         """Register interest in a job *before* it is enqueued, so its announcement cannot be missed."""
-        event = asyncio.Event()
+        event = Announcement()
         self._events.setdefault(job_id, []).append(event)
         try:
             yield event
@@ -81,6 +88,7 @@ class JobWaiter:
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else channel
                     for event in self._events.get(keys.job_id_from_done_channel(channel), []):
+                        event.message = message.get("data")
                         event.set()
             except asyncio.CancelledError:
                 raise

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict
 from app.store.datasets import ensure_dataset
 from app.store.db import Database
+from app.store.projects import bump_catalog_version
 from app.store.tables import Function, FunctionRevision, new_id, utcnow
 from app.store.tables_functions import Dataset
 from app.store.upsert import insert_ignore
@@ -105,6 +106,11 @@ def definition_digest(definition: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def matches_revision(current_definition: dict[str, Any], current_digest: str, definition: dict[str, Any]) -> bool:
+    """Whether a `/call`'s definition is the function's current revision (its carried-over fields aside)."""
+    return definition_digest(_carry_over(current_definition, definition)) == current_digest
+
+
 def _carry_over(current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """`new` plus the function-level fields of `current` that a `/call` request cannot carry."""
     merged = dict(new)
@@ -148,12 +154,13 @@ def _add_revision(session: Session, function: Function, definition: dict[str, An
         update(Function).where(Function.id == function.id).values(current_revision_id=revision.id, updated_at=utcnow())
     )
     ensure_dataset(session, function.project_id, function.id)  # so functions made by `/call` have one too
+    bump_catalog_version(session, function.project_id)
     return revision
 
 
 # Read by every call (the API's hot path): built once and run outside the ORM session, as composing
 # and cache-keying the query anew per call cost more CPU than running it.
-_CURRENT_REVISION = (
+CURRENT_REVISION = (
     select(Function.id, FunctionRevision.id.label("revision_id"), FunctionRevision.definition, FunctionRevision.digest)
     .join(FunctionRevision, FunctionRevision.id == Function.current_revision_id)
     .where(Function.project_id == bindparam("p_project"), Function.name == bindparam("p_name"))
@@ -172,8 +179,8 @@ class FunctionRepository:
             definition = definition.to_json()
         # Fast path, no lock: the usual call repeats the current definition.
         with self.db.autocommit() as connection:
-            current = connection.execute(_CURRENT_REVISION, {"p_project": project_id, "p_name": name}).first()
-        if current is not None and definition_digest(_carry_over(current.definition, definition)) == current.digest:
+            current = connection.execute(CURRENT_REVISION, {"p_project": project_id, "p_name": name}).first()
+        if current is not None and matches_revision(current.definition, current.digest, definition):
             return FunctionRef(current.id, current.revision_id)
         with self.db.transaction() as session:
             insert_ignore(
@@ -256,6 +263,7 @@ class FunctionRepository:
                     function.name = patch.name
                     function.updated_at = utcnow()
                     session.flush()
+                    bump_catalog_version(session, project_id)
         except IntegrityError:  # the new name is taken
             raise _name_taken(patch.name) from None
         return self.get(project_id, function_id)
@@ -269,6 +277,7 @@ class FunctionRepository:
             if function is None:
                 return False
             session.delete(function)
+            bump_catalog_version(session, project_id)
             return True
 
     def revisions(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import JSON, Connection, bindparam, cast, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.store import batch_counters
@@ -21,7 +21,7 @@ from app.store.batch_counters import CounterDelta
 from app.store.db import Database
 from app.store.job_records import Claim, DeliveryOptions, Finish, JobFilters, JobRecord, NewJob
 from app.store.rows import insert_objects
-from app.store.tables import Base, Function, Job, JobStatus, Span, new_id, utcnow
+from app.store.tables import Base, Function, Job, JobStatus, Project, Span, new_id, utcnow
 
 # The state machine's statements, built once. A job's transitions are its worker's hot path: built per
 # call, SQLAlchemy spends more CPU composing and cache-keying an UPDATE than running it, and the ORM
@@ -32,6 +32,35 @@ _JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "
 _THIS_JOB = _jobs.c.id == bindparam("p_id")
 _LEASE_HELD = (_THIS_JOB, _jobs.c.lease_token == bindparam("p_token"), _jobs.c.status == JobStatus.running)
 _INSERT_JOB = insert(_jobs).returning(*_jobs.c)
+_NEW_JOB_COLUMNS = (
+    "id",
+    "span_id",
+    "project_id",
+    "task",
+    "trace_id",
+    "function_id",
+    "revision_id",
+    "parent_span_id",
+    "status",
+    "delivery_attempts",
+    "created_at",
+    "stream",
+)
+
+
+def _insert_at_catalog_version(typed: bool):  # noqa: ANN202 - a prebuilt statement
+    """INSERT ... SELECT <the row> WHERE the project's catalog version is still `p_version`: the job of a
+    call resolved from a cached catalog is written only if that cache was current (store/catalog.py).
+    Postgres needs the parameters cast to the columns' types (an untyped text is no jsonb); SQLite must
+    not have them cast (CAST(... AS JSON) would make numbers of JSON text)."""
+    values = [bindparam(name, type_=_jobs.c[name].type) for name in _NEW_JOB_COLUMNS]
+    if typed:
+        values = [cast(value, _jobs.c[name].type) for value, name in zip(values, _NEW_JOB_COLUMNS, strict=True)]
+    current = exists().where(Project.id == bindparam("p_project"), Project.catalog_version == bindparam("p_version"))
+    return insert(_jobs).from_select(_NEW_JOB_COLUMNS, select(*values).where(current)).returning(*_jobs.c)
+
+
+_INSERT_JOB_AT_VERSION = {"postgresql": _insert_at_catalog_version(True), "sqlite": _insert_at_catalog_version(False)}
 # Read by every waiting call and every poll of a job: the ORM would cost it a millisecond of CPU.
 _GET_JOB = select(*_jobs.c).where(_THIS_JOB)
 _GET_PROJECT_JOB = _GET_JOB.where(_jobs.c.project_id == bindparam("p_project"))
@@ -82,7 +111,9 @@ class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, new: NewJob) -> JobRecord:
+    def create(self, new: NewJob, *, catalog_version: int | None = None) -> JobRecord | None:
+        """Write a queued job. With `catalog_version`, only while the project's catalog is still at that
+        version (None otherwise: the caller resolved the call from a stale cache and must resolve again)."""
         values = {
             "id": new_id(),
             "span_id": new_id(),
@@ -98,7 +129,12 @@ class JobRepository:
             "stream": False,
         }
         with self.db.connection() as connection:
-            return JobRecord.of(connection.execute(_INSERT_JOB, values).one())
+            if catalog_version is None:
+                return JobRecord.of(connection.execute(_INSERT_JOB, values).one())
+            statement = _INSERT_JOB_AT_VERSION[connection.dialect.name]
+            params = {**values, "p_project": new.project_id, "p_version": catalog_version}
+            row = connection.execute(statement, params).first()
+            return JobRecord.of(row) if row is not None else None
 
     def attach_delivery(self, job_id: str, options: DeliveryOptions) -> JobRecord:
         """Record how a just-submitted (still queued, not yet enqueued) job is to be delivered."""

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, NotFound
 from app.store.db import Database
+from app.store.projects import bump_catalog_version
 from app.store.tables import utcnow
 from app.store.tables_models import CustomModel, ModelAlias
 
@@ -95,6 +96,7 @@ class CustomModelRepository:
                 )
                 session.add(row)
                 session.flush()
+                bump_catalog_version(session, project_id)
                 return _custom(row)
         except IntegrityError:
             raise _name_taken("custom model", name) from None
@@ -135,6 +137,7 @@ class CustomModelRepository:
                     row.api_key_encrypted = changes.api_key_encrypted
                 row.updated_at = utcnow()
                 session.flush()
+                bump_catalog_version(session, project_id)
                 return _custom(row)
         except IntegrityError:
             raise _name_taken("custom model", changes.name or "") from None
@@ -144,6 +147,7 @@ class CustomModelRepository:
             result = session.execute(
                 delete(CustomModel).where(CustomModel.project_id == project_id, CustomModel.id == model_id)
             )
+            bump_catalog_version(session, project_id)
             if result.rowcount == 0:
                 raise _not_found("custom model", model_id)
 
@@ -186,6 +190,7 @@ class AliasRepository:
                 )
                 session.add(row)
                 session.flush()
+                bump_catalog_version(session, project_id)
                 return _alias(row)
         except IntegrityError:
             raise _name_taken("alias", name) from None
@@ -223,6 +228,7 @@ class AliasRepository:
                     row.description = changes.description
                 row.updated_at = utcnow()
                 session.flush()
+                bump_catalog_version(session, project_id)
                 return _alias(row)
         except IntegrityError:
             raise _name_taken("alias", changes.name or "") from None
@@ -232,6 +238,7 @@ class AliasRepository:
             result = session.execute(
                 delete(ModelAlias).where(ModelAlias.project_id == project_id, ModelAlias.id == alias_id)
             )
+            bump_catalog_version(session, project_id)
             if result.rowcount == 0:
                 raise _not_found("alias", alias_id)
 

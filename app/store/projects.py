@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from app.store.db import Database
 from app.store.tables import ApiKey, Project, new_id
@@ -14,6 +15,17 @@ from app.store.upsert import insert_ignore
 
 DEFAULT_PROJECT = "default"
 KEY_PREFIX = "cvy_"
+
+
+_BUMP_CATALOG = (
+    update(Project).where(Project.id == bindparam("p_project")).values(catalog_version=Project.catalog_version + 1)
+)
+
+
+def bump_catalog_version(connection: Any, project_id: str) -> None:
+    """Call in the transaction of every change to a project's functions, aliases or custom models (a
+    Connection or an ORM Session): API processes' cached copies of them stop being used (store/catalog.py)."""
+    connection.execute(_BUMP_CATALOG, {"p_project": project_id})
 
 
 @dataclass(frozen=True)

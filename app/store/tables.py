@@ -74,10 +74,14 @@ class JobStatus(enum.StrEnum):
 
 class Project(Base):
     __tablename__ = "projects"
+    __mapper_args__ = {"eager_defaults": False}  # nothing reads catalog_version back from an ORM insert
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Bumped in the same transaction as every change to the project's functions, aliases and custom
+    # models: API processes cache those and write a job only while the version they read still holds.
+    catalog_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class ApiKey(Base):
