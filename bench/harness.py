@@ -191,8 +191,13 @@ def start_bench_stack(*, root: Path = ROOT, **overrides: str) -> BenchStack:
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    run_migrations(settings.database_url)
-    stack = BenchStack(env=env, settings=settings, schema=schema, fake_url=fake_url, application_name=application_name)
+    if root == ROOT:
+        run_migrations(settings.database_url)
+    else:  # that revision's schema: its own migrations
+        subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env={**os.environ, **env}, cwd=root, check=True)
+    stack = BenchStack(
+        env=env, settings=settings, schema=schema, fake_url=fake_url, application_name=application_name, root=root
+    )
     if redis:
         stack.processes.append(redis[0])
         stack.redis_pid = redis[0].pid

@@ -59,10 +59,13 @@ class CallService:
             )
         )
 
-    async def submit(self, project: ProjectRef, request: CallRequest) -> JobRecord:
-        """Validate and record a call as a queued job (`enqueue` sends it). BadRequest before any write."""
+    async def submit(self, project: ProjectRef, request: CallRequest, *, durable: bool = True) -> JobRecord:
+        """Validate and record a call as a queued job (`enqueue` sends it). BadRequest before any write.
+
+        `durable=False` only for a caller that answers with the job's result or an error, never with
+        the job itself before `jobs.make_durable(job.id)` (JobRepository.create says why)."""
         if self.catalog_cache is not None and self.catalog is not None:
-            job = await self._submit_cached(project, request)
+            job = await self._submit_cached(project, request, durable)
             if job is not None:
                 return job
         task = await self._build_task(project, request)
@@ -70,9 +73,9 @@ class CallService:
         ref = await run_in_threadpool(
             self.functions.ensure_for_call, project.id, request.name, function_definition(request)
         )
-        return await self._record(project, task, parent, trace_id, ref.function_id, ref.revision_id)
+        return await self._record(project, task, parent, trace_id, ref.function_id, ref.revision_id, durable=durable)
 
-    async def _submit_cached(self, project: ProjectRef, request: CallRequest) -> JobRecord | None:
+    async def _submit_cached(self, project: ProjectRef, request: CallRequest, durable: bool) -> JobRecord | None:
         """The usual call (a known function's current definition) resolved from the process's catalog
         copy, on the event loop, its job written only if that copy is current. None: resolve it the
         long way (a new function or revision, or a catalog that keeps changing under us)."""
@@ -98,7 +101,13 @@ class CallService:
                 return None
             trace = trace or await self._trace_for(project, request)
             job = await self._record(
-                project, task, *trace, current.function_id, current.revision_id, catalog_version=snapshot.version
+                project,
+                task,
+                *trace,
+                current.function_id,
+                current.revision_id,
+                catalog_version=snapshot.version,
+                durable=durable,
             )
             if job is not None:
                 return job
@@ -160,6 +169,7 @@ class CallService:
         function_id: str,
         revision_id: str | None,
         catalog_version: int | None = None,
+        durable: bool = True,
     ) -> JobRecord | None:
         """The queued job; None only with `catalog_version`, when the project's catalog moved past it."""
         new = NewJob(
@@ -170,7 +180,7 @@ class CallService:
             revision_id=revision_id,
             parent_span_id=parent,
         )
-        return await run_in_threadpool(partial(self.jobs.create, new, catalog_version=catalog_version))
+        return await run_in_threadpool(partial(self.jobs.create, new, catalog_version=catalog_version, durable=durable))
 
     async def _trace_for(self, project: ProjectRef, request: CallRequest) -> tuple[str | None, str]:
         """(parent span id, trace id): the parent's trace, or a new trace for a root call."""

@@ -96,7 +96,8 @@ class JobService:
         """`POST /v2/call`: the result, or 202 with the job when preferred or when the wait runs out."""
 
         async def submit() -> JobRecord:
-            return await self.calls.submit(project, request)
+            # Answered only with its result (or an error) unless the wait runs out: see `_call`.
+            return await self.calls.submit(project, request, durable=respond_async)
 
         return await self._call(project, "POST /v2/call", request, submit, respond_async, idempotency_key)
 
@@ -139,6 +140,8 @@ class JobService:
             try:
                 response = await self.calls.wait_for_result(job, announced, self.settings.call_wait_seconds)
             except CallTimedOut:
+                # A 202 promises the job survives: its row may have been written without waiting for the disk.
+                await run_in_threadpool(self.jobs.make_durable, job.id)
                 return CallOutcome(await self._get(project, job.id), replayed)
             except StoredJobError as exc:
                 return CallOutcome(job, replayed, error=exc)

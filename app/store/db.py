@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+# A pooled connection idle this long is checked (a round trip) before it is handed out; one in steady
+# use is not. A ping on every checkout cost each statement a round trip; a connection that died while
+# in use (a database restart) fails its statement once, and the pool then replaces all connections
+# made before the failure (SQLAlchemy's invalidation on disconnect).
+PING_AFTER_IDLE_SECONDS = 2.0
 
-def make_engine(database_url: str, *, pool_size: int = 20) -> Engine:
+
+def make_engine(database_url: str, *, pool_size: int = 20, relaxed: bool = False) -> Engine:
+    """`relaxed`: a Postgres engine whose commits do not wait for the WAL flush (see Database.relaxed)."""
     if database_url.startswith("sqlite"):
         _ensure_sqlite_dir(database_url)
         engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -22,7 +31,32 @@ def make_engine(database_url: str, *, pool_size: int = 20) -> Engine:
         return engine
     # A worker holds many calls in flight but touches the database only briefly around each one,
     # so a modest pool with overflow serves hundreds of threads.
-    return create_engine(database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=60)
+    engine = create_engine(database_url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60)
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _ping_if_idle)
+    if relaxed:
+        event.listen(engine, "connect", _asynchronous_commit)
+    return engine
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's pessimistic disconnect recipe, for connections that sat idle a while."""
+    if time.monotonic() - record.info.get("checked_in_at", 0.0) < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception as error:  # the pool discards it and tries another (up to three times)
+        raise exc.DisconnectionError() from error
+
+
+def _asynchronous_commit(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("SET synchronous_commit = off")
+    dbapi_connection.commit()
 
 
 def _ensure_sqlite_dir(database_url: str) -> None:
@@ -40,12 +74,26 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI 
 
 
 class Database:
-    """Owns the engine and hands out short transactions."""
+    """Owns the engines and hands out short transactions."""
 
     def __init__(self, database_url: str, *, pool_size: int = 20) -> None:
         self.url = database_url
+        self.pool_size = pool_size
         self.engine = make_engine(database_url, pool_size=pool_size)
+        self._relaxed: Engine | None = None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def relaxed_engine(self) -> Engine:
+        """For writes a re-run repairs (claims, lease renewals, the row of a call whose caller waits for
+        its durable result): on Postgres its commits return before the WAL is flushed to disk, which
+        saves an fsync per statement, and a later durable commit flushes them too, WAL being written in
+        order. A database crash may lose the last fraction of a second of them. SQLite: the one engine."""
+        if self.engine.dialect.name != "postgresql":
+            return self.engine
+        if self._relaxed is None:
+            self._relaxed = make_engine(self.url, pool_size=max(2, self.pool_size // 2), relaxed=True)
+        return self._relaxed
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -65,8 +113,16 @@ class Database:
         with self.engine.connect() as connection:
             yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
+    @contextmanager
+    def relaxed_connection(self) -> Iterator[Connection]:
+        """`connection()` on the relaxed engine: a transaction whose commit does not wait for the disk."""
+        with self.relaxed_engine.begin() as connection:
+            yield connection
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._relaxed is not None:
+            self._relaxed.dispose()
 
 
 def alembic_config(database_url: str) -> Config:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Connection, bindparam, cast, delete, exists, func, insert, select, text, update
+from sqlalchemy import JSON, bindparam, cast, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.store import batch_counters
@@ -86,6 +86,7 @@ _CLAIM_EXPIRED = (
     .values(**_TAKE)
     .returning(*_jobs.c)
 )
+_TOUCH = update(_jobs).where(_THIS_JOB).values(delivery_attempts=_jobs.c.delivery_attempts)
 _RENEW = update(_jobs).where(*_LEASE_HELD).values(lease_expires_at=bindparam("p_expires"))
 _END_VALUES = {
     "status": bindparam("p_status"),
@@ -111,9 +112,13 @@ class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, new: NewJob, *, catalog_version: int | None = None) -> JobRecord | None:
+    def create(self, new: NewJob, *, catalog_version: int | None = None, durable: bool = True) -> JobRecord | None:
         """Write a queued job. With `catalog_version`, only while the project's catalog is still at that
-        version (None otherwise: the caller resolved the call from a stale cache and must resolve again)."""
+        version (None otherwise: the caller resolved the call from a stale cache and must resolve again).
+
+        `durable=False` (a caller that answers only with the job's result): the commit does not wait
+        for the disk; the result's durable commit flushes it too, before anything is answered. Until
+        then a database crash may lose the job, and its caller gets an error, never a 200 or 202."""
         values = {
             "id": new_id(),
             "span_id": new_id(),
@@ -128,13 +133,21 @@ class JobRepository:
             "created_at": utcnow(),
             "stream": False,
         }
-        with self.db.connection() as connection:
+        with self.db.connection() if durable else self.db.relaxed_connection() as connection:
             if catalog_version is None:
                 return JobRecord.of(connection.execute(_INSERT_JOB, values).one())
             statement = _INSERT_JOB_AT_VERSION[connection.dialect.name]
             params = {**values, "p_project": new.project_id, "p_version": catalog_version}
             row = connection.execute(statement, params).first()
             return JobRecord.of(row) if row is not None else None
+
+    def make_durable(self, job_id: str) -> None:
+        """Return once the job's row is on disk, however it was written. On Postgres a durable commit
+        flushes the WAL up to itself, so rewriting the row in place (one WAL record) takes the row's
+        first, relaxed commit along; a transaction that writes no WAL would not wait for the disk."""
+        if self.db.engine.dialect.name == "postgresql":
+            with self.db.connection() as connection:
+                connection.execute(_TOUCH, {"p_id": job_id})
 
     def attach_delivery(self, job_id: str, options: DeliveryOptions) -> JobRecord:
         """Record how a just-submitted (still queued, not yet enqueued) job is to be delivered."""
@@ -168,8 +181,7 @@ class JobRepository:
         token = str(uuid.uuid4())
         expires = now + timedelta(seconds=lease_seconds)
         params = {"p_id": job_id, "p_token": token, "p_expires": expires, "p_now": now}
-        with self.db.connection() as connection:
-            _relax_durability(connection)
+        with self.db.relaxed_connection() as connection:
             # Queued first, then an expired lease: a batch item's counters move only on the first.
             for prior, statement in ((JobStatus.queued, _CLAIM_QUEUED), (JobStatus.running, _CLAIM_EXPIRED)):
                 row = connection.execute(statement, params).first()
@@ -189,8 +201,7 @@ class JobRepository:
         token = str(uuid.uuid4())
         expires = now + timedelta(seconds=lease_seconds)
         params = {"p_ids": sorted(set(job_ids)), "p_token": token, "p_expires": expires, "p_now": now}
-        with self.db.connection() as connection:
-            _relax_durability(connection)
+        with self.db.relaxed_connection() as connection:
             rows = connection.execute(_CLAIM_QUEUED_MANY, params).all()
             started = Counter(batch_counters.stripe_key(row) for row in rows if row.batch_id is not None)
             moves = {stripe: CounterDelta(running=count) for stripe, count in started.items()}
@@ -200,8 +211,7 @@ class JobRepository:
     def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:
         """Extend a held lease. False means the lease was lost: stop working on the job."""
         params = {"p_id": job_id, "p_token": token, "p_expires": utcnow() + timedelta(seconds=lease_seconds)}
-        with self.db.connection() as connection:
-            _relax_durability(connection)
+        with self.db.relaxed_connection() as connection:
             return bool(connection.execute(_RENEW, params).rowcount)
 
     def finish(
@@ -322,14 +332,3 @@ class JobRepository:
             session.execute(
                 delete(Job).where(Job.id == job_id, Job.status == JobStatus.queued, Job.delivery_attempts == 0)
             )
-
-
-_SET_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
-
-
-def _relax_durability(connection: Connection) -> None:
-    """Claims and renewals need not survive a database crash: a lost claim only means the job is
-    delivered again, which the lease makes harmless. Skipping their WAL flush halves the synchronous
-    commits per job; job creation and results (finish, cancel) stay fully durable."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(_SET_ASYNC_COMMIT)
