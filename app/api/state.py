@@ -20,6 +20,7 @@ from app.services.stream_hub import StreamHub
 from app.services.streaming import StreamService
 from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import WebhookDispatcher
+from app.store.async_jobs import AsyncJobWriter
 from app.store.batches import BatchRepository
 from app.store.catalog import CatalogReader
 from app.store.db import Database
@@ -59,9 +60,9 @@ class AppState:
         registry = ProviderRegistry(settings, custom_models=catalog.load_custom)
         functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
         waiter = JobWaiter(redis)
-        calls = CallService(
-            settings, registry, functions, jobs, spans, redis, waiter, catalog, CatalogCache(CatalogReader(db))
-        )
+        writer = AsyncJobWriter(settings.database_url) if db.engine.dialect.name == "postgresql" else None
+        cache = CatalogCache(CatalogReader(db))
+        calls = CallService(settings, registry, functions, jobs, spans, redis, waiter, catalog, cache, writer)
         hub = StreamHub(redis)
         deliveries = WebhookDeliveryRepository(db)
         job_service = JobService(
@@ -110,7 +111,9 @@ class AppState:
                 self.projects.add_key(project, key)
 
     async def start(self) -> None:
-        """Background listeners on Redis: job announcements and stream messages."""
+        """Background listeners on Redis (job announcements, stream messages); the async job writer."""
+        if self.calls.job_writer is not None:
+            await self.calls.job_writer.open()
         await self.waiter.start()
         await self.stream_hub.start()
 
@@ -119,4 +122,6 @@ class AppState:
         await self.waiter.stop()
         await self.redis.aclose()
         await self.registry.aclose()
+        if self.calls.job_writer is not None:
+            await self.calls.job_writer.close()
         self.db.dispose()

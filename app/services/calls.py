@@ -22,6 +22,7 @@ from app.services.catalog_cache import CatalogCache
 from app.services.model_catalog import ModelCatalog
 from app.services.task_builder import build_task, function_call_request, function_definition, model_names
 from app.services.waiter import Announcement, JobWaiter
+from app.store.async_jobs import AsyncJobWriter
 from app.store.functions import FunctionRepository, matches_revision
 from app.store.jobs import JobRecord, JobRepository, NewJob
 from app.store.projects import ProjectRef
@@ -49,6 +50,7 @@ class CallService:
     waiter: JobWaiter
     catalog: ModelCatalog | None = None  # expands aliases and custom model names; None: names as given
     catalog_cache: CatalogCache | None = None  # the catalog as last read, for the usual call
+    job_writer: AsyncJobWriter | None = None  # Postgres: the usual call's job row written from the event loop
 
     async def _build_task(self, project: ProjectRef, request: CallRequest) -> TaskSpec:
         """The resolved task; run in a thread because expanding model names reads the database."""
@@ -180,6 +182,8 @@ class CallService:
             revision_id=revision_id,
             parent_span_id=parent,
         )
+        if self.job_writer is not None and catalog_version is not None:
+            return await self.job_writer.create(new, catalog_version=catalog_version, durable=durable)
         return await run_in_threadpool(partial(self.jobs.create, new, catalog_version=catalog_version, durable=durable))
 
     async def _trace_for(self, project: ProjectRef, request: CallRequest) -> tuple[str | None, str]:

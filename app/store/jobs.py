@@ -60,7 +60,7 @@ def _insert_at_catalog_version(typed: bool):  # noqa: ANN202 - a prebuilt statem
     return insert(_jobs).from_select(_NEW_JOB_COLUMNS, select(*values).where(current)).returning(*_jobs.c)
 
 
-_INSERT_JOB_AT_VERSION = {"postgresql": _insert_at_catalog_version(True), "sqlite": _insert_at_catalog_version(False)}
+INSERT_JOB_AT_VERSION = {"postgresql": _insert_at_catalog_version(True), "sqlite": _insert_at_catalog_version(False)}
 # Read by every waiting call and every poll of a job: the ORM would cost it a millisecond of CPU.
 _GET_JOB = select(*_jobs.c).where(_THIS_JOB)
 _GET_PROJECT_JOB = _GET_JOB.where(_jobs.c.project_id == bindparam("p_project"))
@@ -106,6 +106,24 @@ _END_FROM = (
 )
 
 
+def new_job_values(new: NewJob) -> dict[str, Any]:
+    """The columns of a new job's row (its ids made here)."""
+    return {
+        "id": new_id(),
+        "span_id": new_id(),
+        "project_id": new.project_id,
+        "task": new.task,
+        "trace_id": new.trace_id,
+        "function_id": new.function_id,
+        "revision_id": new.revision_id,
+        "parent_span_id": new.parent_span_id,
+        "status": JobStatus.queued,
+        "delivery_attempts": 0,
+        "created_at": utcnow(),
+        "stream": False,
+    }
+
+
 class JobRepository:
     """Every transition of a batch item also moves its batch's counters, in the same transaction."""
 
@@ -119,24 +137,11 @@ class JobRepository:
         `durable=False` (a caller that answers only with the job's result): the commit does not wait
         for the disk; the result's durable commit flushes it too, before anything is answered. Until
         then a database crash may lose the job, and its caller gets an error, never a 200 or 202."""
-        values = {
-            "id": new_id(),
-            "span_id": new_id(),
-            "project_id": new.project_id,
-            "task": new.task,
-            "trace_id": new.trace_id,
-            "function_id": new.function_id,
-            "revision_id": new.revision_id,
-            "parent_span_id": new.parent_span_id,
-            "status": JobStatus.queued,
-            "delivery_attempts": 0,
-            "created_at": utcnow(),
-            "stream": False,
-        }
+        values = new_job_values(new)
         with self.db.connection() if durable else self.db.relaxed_connection() as connection:
             if catalog_version is None:
                 return JobRecord.of(connection.execute(_INSERT_JOB, values).one())
-            statement = _INSERT_JOB_AT_VERSION[connection.dialect.name]
+            statement = INSERT_JOB_AT_VERSION[connection.dialect.name]
             params = {**values, "p_project": new.project_id, "p_version": catalog_version}
             row = connection.execute(statement, params).first()
             return JobRecord.of(row) if row is not None else None
