@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     provider_connect_timeout_seconds: float = Field(
         10.0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_CONNECT_TIMEOUT")
     )
-    provider_max_connections: int = Field(4000, validation_alias=AliasChoices("CONVEYOR_PROVIDER_MAX_CONNECTIONS"))
+    provider_max_connections: int = Field(10_000, validation_alias=AliasChoices("CONVEYOR_PROVIDER_MAX_CONNECTIONS"))
     max_retry_after_seconds: float = Field(20.0, validation_alias=AliasChoices("CONVEYOR_MAX_RETRY_AFTER"))
     rate_limit_retries: int = Field(2, validation_alias=AliasChoices("CONVEYOR_RATE_LIMIT_RETRIES"))
     # Global limits per model and provider key, JSON (see app/ratelimit/limits.py); checked at start-up.

@@ -23,13 +23,14 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 from sqlalchemy import func, select
 
 from app.engine.task import ModelSpec, TaskSpec, task_to_dict
+from app.queue import INTERACTIVE_QUEUE, RUN_JOB, task_message
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus
 from bench.harness import print_table, rss_kib, start_bench_stack
-from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB, make_celery
 
 DIRECT_SCRIPT = """
 import asyncio, json, sys, time
@@ -72,9 +73,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def submit_jobs(stack, n: int, model: str) -> list[str]:
-    """Write the rows in one transaction, then enqueue: jobs arrive faster than they finish."""
+    """Write the rows in one transaction, then enqueue them in one pipeline, with the message the API
+    sends (app/queue.py): jobs arrive faster than they finish, so the figure is the worker's."""
     project = ProjectRepository(stack.db).ensure_project("bench-inflight")
-    celery = make_celery(stack.settings)
     rows = [
         Job(
             project_id=project.id,
@@ -88,8 +89,11 @@ def submit_jobs(stack, n: int, model: str) -> list[str]:
         session.add_all(rows)
         session.flush()
         ids = [row.id for row in rows]
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    pipe = client.pipeline(transaction=False)
     for job_id in ids:
-        celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
+        pipe.lpush(INTERACTIVE_QUEUE, task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE))
+    pipe.execute()
     return ids
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import socket
 
 from celery.signals import worker_ready
@@ -35,12 +36,24 @@ QUEUE_CHOICES = {
 }
 
 
+def raise_open_file_limit(wanted: int) -> None:
+    """Each provider call in flight holds a socket: lift the soft limit on open files (often 1,024) towards
+    the hard limit, so thousands of calls in flight do not fail with "too many open files"."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open files are limited to %d: fewer provider calls can be in flight", target)
+
+
 def run_worker(
     settings: Settings, *, concurrency: int | None = None, migrate: bool = True, queues: str = "all"
 ) -> None:
     if queues not in QUEUE_CHOICES:
         raise ValueError(f"queues must be one of {', '.join(QUEUE_CHOICES)}, not {queues!r}")
     configure_logging(settings.log_level)
+    raise_open_file_limit(settings.provider_max_connections + 1024)
     if migrate:
         run_migrations(settings.database_url)
     app = make_celery(settings)
