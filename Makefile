@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test test-fast lint bench services worker api fake-provider clean
+.PHONY: install run demo test test-fast lint bench bench-peers services worker api fake-provider clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -41,11 +41,16 @@ test-fast: install  ## unit tests only (no services needed)
 lint: install
 	$(BIN)/ruff check .
 
-bench: install  ## benchmarks against the fake provider; figures printed beside their baseline
-	$(BIN)/python -m bench.call_overhead
-	$(BIN)/python -m bench.inflight
+bench: install  ## benchmarks against the fake provider; figures printed beside their baseline (BASELINE=rev adds an A/B)
+	$(BIN)/python -m bench.call_overhead $(if $(BASELINE),--baseline $(BASELINE))
+	$(BIN)/python -m bench.inflight --jobs 1000 --latency-ms 2000 --slots 1100
+	$(BIN)/python -m bench.inflight --jobs 5000 --latency-ms 10000 --slots 5500
+	$(BIN)/python -m bench.batch --items 100000,10000,1000
 	$(BIN)/python -m bench.stream_latency
 	$(BIN)/python -m bench.ratelimit
+
+bench-peers: install  ## the floor, LiteLLM's proxy (installed into .venv-litellm) and Conveyor, interleaved
+	$(BIN)/python -m bench.peers
 
 api: install
 	$(BIN)/conveyor api
