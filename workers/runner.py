@@ -34,7 +34,6 @@ from app.engine.streaming import StreamMessage, complete_streaming
 from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
-from app.services.announcements import encode_ending
 from app.services.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY, TemplateCache
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
@@ -46,6 +45,7 @@ from app.store.tables import JobStatus, utcnow
 from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, RUN_BATCH_ITEM, RUN_JOB
 from workers.claims import ClaimBatcher
+from workers.endings import Ending, EndingWriter
 from workers.grouped import Grouped
 from workers.runtime import WorkerRuntime
 
@@ -57,14 +57,6 @@ T = TypeVar("T")
 class JobFailure:
     error: dict[str, Any]
     attempts: tuple[AttemptRecord, ...]
-
-
-@dataclass(frozen=True)
-class Ending:
-    """A finished job's write, with the claim it was run under."""
-
-    claim: Claim
-    finish: Finish
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,8 @@ class JobRunner:
         self.batches = batches
         self.empty_datasets = EmptyDatasetMemo()  # touched only on the runtime's event loop
         self.claims = ClaimBatcher(self._claim_many, self._claim_one, self._blocking)
-        self.endings: Grouped[Ending, bool] = Grouped(self._end_group)
+        self.ending_writer = EndingWriter(runtime, self._blocking)
+        self.endings: Grouped[Ending, bool] = Grouped(self.ending_writer.write)
 
     def run(self, job_id: str) -> JobStatus | None:
         """Run a job from a thread outside the loop (tests, other pools): waits for `run_async`."""
@@ -275,53 +268,6 @@ class JobRunner:
             return None
         log.info("job finished", extra={"job_id": job.id, "status": status.value})
         return status
-
-    async def _end_group(self, endings: list[Ending]) -> list[bool | Exception]:
-        return await self._blocking(self._write_endings, endings)
-
-    def _write_endings(self, endings: list[Ending]) -> list[bool | Exception]:
-        """The jobs ending together, written in one transaction (each alone should that fail, so one
-        bad row holds back no other job), then announced together."""
-        outcomes: list[bool | Exception]
-        try:
-            outcomes = list(self.runtime.jobs.finish_many([ending.finish for ending in endings]))
-        except Exception:
-            if len(endings) == 1:
-                raise
-            log.warning("writing jobs' endings together failed; writing each alone", exc_info=True)
-            outcomes = [self._write_alone(ending.finish) for ending in endings]
-        self._announce([ending for ending, written in zip(endings, outcomes, strict=True) if written is True])
-        return outcomes
-
-    def _write_alone(self, finish: Finish) -> bool | Exception:
-        try:
-            return self.runtime.jobs.finish_many([finish])[0]
-        except Exception as error:
-            return error
-
-    def _announce(self, endings: list[Ending]) -> None:
-        """Persisted first, announced second: whoever hears these reads the stored result."""
-        if not endings:
-            return
-        try:
-            pipe = self.runtime.redis.pipeline(transaction=False)
-            for ending in endings:
-                job = ending.claim.job
-                finish = ending.finish
-                pipe.publish(keys.job_done_channel(job.id), encode_ending(finish.status, finish.result, finish.error))
-                if job.stream:
-                    pipe.publish(keys.job_stream_channel(job.id), StreamMessage("end").encode())
-            pipe.execute()
-        except Exception:  # waiters and streams re-check the stored state
-            log.warning("could not announce finished jobs", extra={"jobs": len(endings)}, exc_info=True)
-        for ending in endings:
-            for row in ending.finish.extra_rows:  # the webhook delivery, if the job has one
-                try:
-                    self.runtime.dispatcher.dispatch(row.id)
-                except Exception:  # the sweeper dispatches it once DISPATCH_GRACE has passed
-                    log.warning(
-                        "could not dispatch a webhook delivery", extra={"job_id": ending.claim.job.id}, exc_info=True
-                    )
 
 
 def _error_body(exc: ConveyorError) -> dict[str, Any]:

@@ -24,7 +24,13 @@ def in_process_runtime(directory: Path, **parts: Any) -> Iterator[SimpleNamespac
     db = Database(url)
     loop = EventLoopThread()
     blocking = ThreadPoolExecutor(max_workers=2)
-    defaults = {"settings": Settings(_env_file=None), "jobs": JobRepository(db), "db": db, "loop": loop}
+    defaults = {
+        "settings": Settings(_env_file=None),
+        "jobs": JobRepository(db),
+        "db": db,
+        "loop": loop,
+        "async_endings": None,  # SQLite: endings are written on the blocking threads
+    }
     try:
         yield SimpleNamespace(**{**defaults, "blocking": blocking, **parts})
     finally:

@@ -1,0 +1,129 @@
+"""Jobs that end together: written in one transaction, then announced together.
+
+Should the group's transaction fail, each job is written alone, so one bad row holds back no other
+job. On Postgres the writes go from the event loop (app/store/async_endings.py); elsewhere, and in
+the threaded form tests and other pools use, through `JobRepository.finish_many` on a database thread.
+Announcements (job done, stream end, webhook dispatch) go out only after the commit; each has a
+backstop if lost (waiters re-check, the sweeper dispatches).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.streaming import StreamMessage
+from app.services.announcements import encode_ending
+from app.store import keys
+from app.store.job_records import Claim, Finish
+from workers.runtime import WorkerRuntime
+
+log = logging.getLogger("conveyor.worker")
+
+RunBlocking = Callable[..., Awaitable[Any]]  # runs a blocking function, with its arguments, off the loop
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A finished job's write, with the claim it was run under."""
+
+    claim: Claim
+    finish: Finish
+
+
+class EndingWriter:
+    def __init__(self, runtime: WorkerRuntime, run_blocking: RunBlocking) -> None:
+        self.runtime = runtime
+        self.run_blocking = run_blocking
+
+    async def write(self, endings: list[Ending]) -> list[bool | Exception]:
+        """Each ending's outcome: True written, False its lease was gone, or the error it alone hit."""
+        writer = self.runtime.async_endings
+        if writer is None:
+            return await self.run_blocking(self.write_blocking, endings)
+        outcomes: list[bool | Exception]
+        try:
+            outcomes = list(await writer.finish_many([ending.finish for ending in endings]))
+        except Exception:
+            if len(endings) == 1:
+                raise
+            log.warning("writing jobs' endings together failed; writing each alone", exc_info=True)
+            outcomes = []
+            for ending in endings:
+                try:
+                    outcomes.append((await writer.finish_many([ending.finish]))[0])
+                except Exception as error:
+                    outcomes.append(error)
+        written = _written(endings, outcomes)
+        if written:
+            await self._announce_async(written)
+        return outcomes
+
+    def write_blocking(self, endings: list[Ending]) -> list[bool | Exception]:
+        """`write` on the calling thread, through the threaded repository."""
+        outcomes: list[bool | Exception]
+        try:
+            outcomes = list(self.runtime.jobs.finish_many([ending.finish for ending in endings]))
+        except Exception:
+            if len(endings) == 1:
+                raise
+            log.warning("writing jobs' endings together failed; writing each alone", exc_info=True)
+            outcomes = [self._write_alone(ending.finish) for ending in endings]
+        written = _written(endings, outcomes)
+        if written:
+            self._publish(written)
+            self._dispatch_webhooks(written)
+        return outcomes
+
+    def _write_alone(self, finish: Finish) -> bool | Exception:
+        try:
+            return self.runtime.jobs.finish_many([finish])[0]
+        except Exception as error:
+            return error
+
+    def _publish(self, endings: list[Ending]) -> None:
+        try:
+            pipe = self.runtime.redis.pipeline(transaction=False)
+            for channel, message in _announcements(endings):
+                pipe.publish(channel, message)
+            pipe.execute()
+        except Exception:  # waiters and streams re-check the stored state
+            log.warning("could not announce finished jobs", extra={"jobs": len(endings)}, exc_info=True)
+
+    async def _announce_async(self, endings: list[Ending]) -> None:
+        try:
+            async with self.runtime.async_redis.pipeline(transaction=False) as pipe:
+                for channel, message in _announcements(endings):
+                    pipe.publish(channel, message)
+                await pipe.execute()
+        except Exception:  # waiters and streams re-check the stored state
+            log.warning("could not announce finished jobs", extra={"jobs": len(endings)}, exc_info=True)
+        if any(ending.finish.extra_rows for ending in endings):
+            await self.run_blocking(self._dispatch_webhooks, endings)
+
+    def _dispatch_webhooks(self, endings: list[Ending]) -> None:
+        for ending in endings:
+            for row in ending.finish.extra_rows:  # the webhook delivery, if the job has one
+                try:
+                    self.runtime.dispatcher.dispatch(row.id)
+                except Exception:  # the sweeper dispatches it once DISPATCH_GRACE has passed
+                    log.warning(
+                        "could not dispatch a webhook delivery", extra={"job_id": ending.claim.job.id}, exc_info=True
+                    )
+
+
+def _written(endings: list[Ending], outcomes: list[bool | Exception]) -> list[Ending]:
+    return [ending for ending, outcome in zip(endings, outcomes, strict=True) if outcome is True]
+
+
+def _announcements(endings: list[Ending]) -> list[tuple[str, str]]:
+    """Persisted first, announced second: a done message carries what the database now says."""
+    messages = []
+    for ending in endings:
+        job, finish = ending.claim.job, ending.finish
+        messages.append((keys.job_done_channel(job.id), encode_ending(finish.status, finish.result, finish.error)))
+        if job.stream:
+            messages.append((keys.job_stream_channel(job.id), StreamMessage("end").encode()))
+    return messages
