@@ -26,6 +26,7 @@ import httpx
 
 from app.embedded import free_port, wait_for_port
 from bench.harness import ROOT, BenchStack, print_table, start_bench_stack, summary_ms
+from bench.proc_cpu import CpuMeter, process_tree
 
 LITELLM_VENV = ROOT / ".venv-litellm"
 LITELLM_REQUIREMENT = "litellm[proxy]"
@@ -169,17 +170,21 @@ def main() -> None:
             Route("LiteLLM proxy, 1 worker", litellm_url, litellm_call(), {"Authorization": f"Bearer {LITELLM_KEY}"}),
             Route("Conveyor (API + 1 worker)", stack.api_url, conveyor_call(model), {"Authorization": f"Bearer {key}"}),
         ]
-        meter = stack.cpu_meter()
-        conveyor_cpu: dict[str, float] = {}
+        meters = {
+            paths[1].label: CpuMeter({"litellm": lambda: process_tree(litellm.pid)}),
+            paths[2].label: stack.cpu_meter(),
+        }
+        cpu: dict[str, dict[str, float]] = {label: {} for label in meters}
         per_round = max(1, args.calls // args.rounds)
         for round_index in range(args.rounds):
             for path in paths if round_index % 2 == 0 else paths[::-1]:
-                if path is paths[-1]:
+                meter = meters.get(path.label)
+                if meter is not None:
                     meter.start()
                 asyncio.run(path.run(per_round, args.concurrency))
-                if path is paths[-1]:
+                if meter is not None:
                     for name, seconds in meter.stop().items():
-                        conveyor_cpu[name] = conveyor_cpu.get(name, 0.0) + seconds
+                        cpu[path.label][name] = cpu[path.label].get(name, 0.0) + seconds
         floor = summary_ms(paths[0].latencies)
         rows = []
         for path in paths:
@@ -200,12 +205,17 @@ def main() -> None:
             rows,
         )
         calls = paths[-1].calls + args.rounds  # and the warm-up calls
+        conveyor, proxy = cpu[paths[2].label], cpu[paths[1].label]
         print_table(
-            "Conveyor CPU per call, ms (from /proc)",
-            ["api", "worker", "postgres", "redis", "total"],
+            "CPU per call, ms (from /proc; Conveyor's Postgres: the backends serving it; Redis: a private server)",
+            ["path", "api", "worker", "postgres", "redis", "total"],
             [
-                [*(f"{conveyor_cpu.get(n, 0) * 1000 / calls:.2f}" for n in ("api", "worker", "postgres", "redis"))]
-                + [f"{sum(conveyor_cpu.values()) * 1000 / calls:.2f}"]
+                ["LiteLLM proxy", f"{proxy.get('litellm', 0) * 1000 / calls:.2f}", "", "", "", ""],
+                [
+                    "Conveyor",
+                    *(f"{conveyor.get(n, 0) * 1000 / calls:.2f}" for n in ("api", "worker", "postgres", "redis")),
+                ]
+                + [f"{sum(conveyor.values()) * 1000 / calls:.2f}"],
             ],
         )
     finally:

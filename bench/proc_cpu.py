@@ -26,6 +26,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (a server that forks its workers)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            pending += [int(child) for child in task.read_text().split()]
+    return found
+
+
 def postgres_backends(pg_url: str, application_name: str) -> list[int]:
     """Pids of the Postgres backends whose clients set this application name."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
