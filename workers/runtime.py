@@ -18,7 +18,6 @@ from app.providers.registry import ProviderRegistry
 from app.ratelimit import RateLimitConfig, RateLimiter
 from app.services.model_catalog import ModelCatalog
 from app.services.webhook_delivery import WebhookDispatcher, WebhookSender
-from app.store.async_endings import AsyncEndings
 from app.store.db import Database
 from app.store.jobs import JobRepository
 from app.store.webhooks import WebhookDeliveryRepository
@@ -44,8 +43,6 @@ class WorkerRuntime:
     deliveries: WebhookDeliveryRepository
     dispatcher: WebhookDispatcher
     webhook_sender: WebhookSender
-    # Postgres: jobs' endings written from the loop (app/store/async_endings.py); None: on `blocking`.
-    async_endings: AsyncEndings | None = None
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> WorkerRuntime:
@@ -87,15 +84,10 @@ class WorkerRuntime:
             webhook_sender=WebhookSender(
                 client, schedule=settings.webhook_retry_delays, allow_private=settings.allow_private_webhooks
             ),
-            async_endings=AsyncEndings(settings.database_url, max_size=max(2, settings.db_pool_size // 2))
-            if db.engine.dialect.name == "postgresql"
-            else None,
         )
 
     def start(self) -> None:
         self.cancels.start()
-        if self.async_endings is not None:
-            self.loop.run(self.async_endings.open(), timeout=30)
 
     def close(self) -> None:
         self.cancels.stop()
@@ -105,10 +97,5 @@ class WorkerRuntime:
             log.exception("closing provider clients failed")
         self.webhook_sender.client.close()
         self.blocking.shutdown(wait=True)
-        if self.async_endings is not None:
-            try:
-                self.loop.run(self.async_endings.close(), timeout=10)
-            except Exception:  # closing is best effort at shutdown
-                log.exception("closing the endings' connections failed")
         self.loop.stop()
         self.db.dispose()

@@ -97,7 +97,7 @@ _END_VALUES = {
     "lease_expires_at": None,
     "dispatched_at": None,
 }
-FINISH = update(_jobs).where(*_LEASE_HELD).values(**_END_VALUES).returning(_jobs.c.id, _jobs.c.batch_id)
+_FINISH = update(_jobs).where(*_LEASE_HELD).values(**_END_VALUES).returning(_jobs.c.id, _jobs.c.batch_id)
 _END_FROM = (
     update(_jobs)
     .where(_THIS_JOB, _jobs.c.status == bindparam("p_prior"))
@@ -120,12 +120,6 @@ def plan_ending(
         stripe = batch_counters.stripe_key(ended)
         delta = CounterDelta.ended(prior, ending.status, ending.spans)
         moves[stripe] = moves[stripe] + delta if stripe in moves else delta
-
-
-def finish_params(ending: Finish, now: datetime) -> dict[str, Any]:
-    """The parameters of FINISH for one ending."""
-    values = {"p_status": ending.status, "p_result": ending.result, "p_error": ending.error}
-    return {"p_id": ending.job_id, "p_now": now, "p_token": ending.token, **values}
 
 
 def new_job_values(new: NewJob) -> dict[str, Any]:
@@ -259,7 +253,7 @@ class JobRepository:
     def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
         """Several `finish`es in one transaction, each applying only where its lease holds. All or
         nothing: on an error nothing is written, and the caller may write each alone."""
-        return self._end(FINISH, JobStatus.running, finishes, lambda finish: {"p_token": finish.token})
+        return self._end(_FINISH, JobStatus.running, finishes, lambda finish: {"p_token": finish.token})
 
     def cancel(
         self,

@@ -29,7 +29,6 @@ def in_process_runtime(directory: Path, **parts: Any) -> Iterator[SimpleNamespac
         "jobs": JobRepository(db),
         "db": db,
         "loop": loop,
-        "async_endings": None,  # SQLite: endings are written on the blocking threads
     }
     try:
         yield SimpleNamespace(**{**defaults, "blocking": blocking, **parts})
