@@ -1,7 +1,7 @@
 // Batches: the live list with progress, and one batch with its counts, rate, ETA, cancel and download.
 import { h, replace } from "./dom.js";
 import { FINAL_BATCH, ago, badge, between, duration, shortId, time, tokens, usd } from "./format.js";
-import { emptyRow, facts, pageHeader, progressBar, section, stat } from "./widgets.js";
+import { emptyRow, facts, pageHeader, progressBar, section, stat, thead } from "./widgets.js";
 
 const ITEMS_SHOWN = 100;
 const functionNames = new Map(); // function id -> name, looked up once per console session
@@ -28,7 +28,7 @@ function rate(batch) {
 
 function rateText(batch) {
   const r = rate(batch);
-  return r === null ? "—" : `${r >= 10 ? r.toFixed(0) : r.toFixed(1)} items/s`;
+  return r === null || ended(batch.counts) === 0 ? "—" : `${r >= 10 ? r.toFixed(0) : r.toFixed(1)} items/s`;
 }
 
 function etaText(batch) {
@@ -42,7 +42,7 @@ export async function batchesView(ctx) {
   const count = h("span", { class: "muted" });
   const body = h("tbody", { id: "batches-body" });
   replace(root, pageHeader("Batches", count), h("div", { class: "card card-flush" }, h("table", { class: "table table-clickable", id: "batches-table" },
-    h("thead", {}, h("tr", {}, ["Status", "Function", "Progress", "Items", "Rate", "ETA", "Cost", "Created"].map((t) => h("th", {}, t)))),
+    thead(["Status", "Function", "Progress", "Items #", "Rate #", "ETA #", "Cost #", "Created"]),
     body)));
   const refresh = async () => {
     const page = await api.get("/batches", { limit: 50 });
@@ -108,7 +108,7 @@ function batchDetail(ctx, batch, name, items, reload) {
       ["Invalid items skipped", batch.invalid_count],
     ]),
     section(`Items${c.total > ITEMS_SHOWN ? ` (first ${ITEMS_SHOWN})` : ""}`, h("table", { class: "table table-clickable", id: "batch-items" },
-      h("thead", {}, h("tr", {}, ["Custom id", "Status", "Job", "Tokens", "Outcome"].map((t) => h("th", {}, t)))),
+      thead(["Custom id", "Status", "Job", "Tokens #", "Outcome"]),
       h("tbody", {}, items.length ? items.map((item) => h("tr", { class: "item-row", onclick: () => ctx.navigate(`#/jobs/${item.job_id}`) },
         h("td", {}, item.custom_id),
         h("td", {}, badge(item.status)),

@@ -1,7 +1,7 @@
 // Jobs: the recent jobs of the project (filterable, live) and one job with its input, outcome and attempts.
 import { h, replace } from "./dom.js";
 import { FINAL_JOB, ago, badge, between, codeBlock, duration, time, tokens, usd } from "./format.js";
-import { pageHeader, emptyRow, facts, section, timingBar } from "./widgets.js";
+import { emptyRow, facts, pageHeader, section, thead, timingBar } from "./widgets.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE = 50;
@@ -42,7 +42,7 @@ export async function jobsView(ctx) {
   const count = h("span", { class: "muted" });
   const body = h("tbody", { id: "jobs-body" });
   const table = h("table", { class: "table table-clickable", id: "jobs-table" },
-    h("thead", {}, h("tr", {}, ["Status", "Function", "Model", "Latency", "Tokens", "Cost", "Tags", "Created"].map((t) => h("th", {}, t)))),
+    thead(["Status", "Function", "Model", "Latency #", "Tokens #", "Cost #", "Tags", "Created"]),
     body);
   replace(root, pageHeader("Jobs", count), form, h("div", { class: "card card-flush" }, table));
 
@@ -131,11 +131,11 @@ function attemptsTable(attempts) {
   const t0 = Math.min(...starts);
   const span = Math.max(1, Math.max(...ends) - t0);
   return h("table", { class: "table", id: "attempts-table" },
-    h("thead", {}, h("tr", {}, ["#", "Model", "Outcome", "Duration", "Timeline", "Tokens", "Cost"].map((t) => h("th", {}, t)))),
+    thead(["#", "Model", "Outcome", "Duration #", "Timeline", "Tokens #", "Cost #"]),
     h("tbody", {}, attempts.map((a, i) => h("tr", { class: "attempt-row" },
-      h("td", {}, a.meta?.attempt ?? i + 1),
+      h("td", {}, i + 1),
       h("td", { class: "mono" }, a.model || a.name),
-      h("td", {}, a.error ? h("span", { class: "error-text", title: a.error }, a.error) : badge("succeeded")),
+      h("td", { class: "outcome" }, a.error ? h("span", { class: "error-text", title: a.error }, a.error) : badge("succeeded")),
       h("td", { class: "num" }, duration(a.duration_ms)),
       h("td", { class: "timeline-cell" }, timingBar((starts[i] - t0) / span, (ends[i] - starts[i]) / span, a.error ? "error" : "ok")),
       h("td", { class: "num" }, tokens(a.usage.total_tokens)),

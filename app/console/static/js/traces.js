@@ -1,14 +1,14 @@
 // Traces: the project's recent traces, and one trace as a tree of spans with timing bars.
 import { h, replace } from "./dom.js";
 import { ago, badge, codeBlock, duration, time, tokens } from "./format.js";
-import { emptyRow, facts, pageHeader, section, timingBar } from "./widgets.js";
+import { emptyRow, facts, pageHeader, section, thead, timingBar } from "./widgets.js";
 
 export async function tracesView(ctx) {
   const { api, root } = ctx;
   const count = h("span", { class: "muted" });
   const body = h("tbody", { id: "traces-body" });
   replace(root, pageHeader("Traces", count), h("div", { class: "card card-flush" }, h("table", { class: "table table-clickable", id: "traces-table" },
-    h("thead", {}, h("tr", {}, ["Status", "Name", "Duration", "Tokens", "Started"].map((t) => h("th", {}, t)))),
+    thead(["Status", "Name", "Duration #", "Tokens #", "Started"]),
     body)));
   const refresh = async () => {
     const page = await api.get("/traces", { limit: 50 });
@@ -81,7 +81,7 @@ export async function traceView(ctx) {
       ["Tokens", tokens(trace.total_tokens)],
     ]),
     h("section", { class: "card card-flush" }, h("table", { class: "table table-clickable", id: "trace-tree" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Span"), h("th", {}, "Duration"), h("th", {}, "Tokens"), h("th", {}, `Timeline (${duration(total)})`))),
+      thead(["Span", "Duration #", "Tokens #", `Timeline (${duration(total)})`]),
       h("tbody", {}, rows))),
     detail);
   if (rows.length) rows[0].click();

@@ -30,26 +30,34 @@ function bucketLabel(ms, granularity) {
   return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
-/** Every bucket of the range (empty ones too, so time reads evenly), each with its values by model. */
-function series(items, range, metric) {
+/** Model names, most expensive (then most tokens) first, the tail folded into "other models". */
+function rankModels(items) {
+  const totals = new Map();
+  for (const item of items) {
+    const name = item.model || "other";
+    const [cost, count] = totals.get(name) || [0, 0];
+    totals.set(name, [cost + Number(item.cost || 0), count + Number(item.total_tokens || 0)]);
+  }
+  const ranked = [...totals.entries()].sort((a, b) => b[1][0] - a[1][0] || b[1][1] - a[1][1]).map(([name]) => name);
+  if (ranked.length <= MAX_SERIES) return { names: ranked, shown: new Set(ranked), count: ranked.length };
+  const shown = new Set(ranked.slice(0, MAX_SERIES - 1));
+  return { names: [...shown, "other models"], shown, count: ranked.length };
+}
+
+/** Every bucket of the range (empty ones too, so time reads evenly), each with `metric` by model. */
+function series(items, range, models, metric) {
   const size = step(range.granularity);
   const end = floorTo(Date.now(), range.granularity);
   const start = floorTo(Date.now() - range.ms, range.granularity) + size;
-  const byModel = new Map();
-  for (const item of items) byModel.set(item.model || "other", (byModel.get(item.model || "other") || 0) + metric(item));
-  const ranked = [...byModel.entries()].sort((a, b) => b[1] - a[1]).map(([name]) => name);
-  const overflow = ranked.length > MAX_SERIES;
-  const shown = new Set(overflow ? ranked.slice(0, MAX_SERIES - 1) : ranked);
-  const names = overflow ? [...shown, "other models"] : ranked;
   const buckets = new Map();
   for (let t = start; t <= end; t += size) buckets.set(t, { label: bucketLabel(t, range.granularity), title: new Date(t).toLocaleString(), values: {} });
   for (const item of items) {
     const bucket = buckets.get(new Date(item.time_bucket).getTime());
     if (!bucket) continue;
-    const name = shown.has(item.model || "other") ? item.model || "other" : "other models";
+    const name = models.shown.has(item.model || "other") ? item.model || "other" : "other models";
     bucket.values[name] = (bucket.values[name] || 0) + metric(item);
   }
-  return { buckets: [...buckets.values()], names };
+  return [...buckets.values()];
 }
 
 export async function usageView(ctx) {
@@ -74,15 +82,14 @@ export async function usageView(ctx) {
     const cost = (item) => Number(item.cost || 0);
     const total = (item) => Number(item.total_tokens || 0);
     const sum = (fn) => items.reduce((acc, item) => acc + fn(item), 0);
-    const costs = series(items, range, cost);
-    const counts = series(items, range, total);
+    const models = rankModels(items);
     replace(holder,
       h("div", { class: "stats" },
         stat("Cost", usd(sum(cost)), range.label.toLowerCase()),
         stat("Tokens", tokens(sum(total)), `${tokens(sum((i) => Number(i.input_tokens || 0)))} in / ${tokens(sum((i) => Number(i.output_tokens || 0)))} out`),
-        stat("Models", costs.names.length)),
-      section("Cost (USD)", stackedBars({ id: "cost-chart", buckets: costs.buckets, series: costs.names, format: (v) => usd(v) })),
-      section("Tokens", stackedBars({ id: "tokens-chart", buckets: counts.buckets, series: counts.names, format: (v) => tokens(Math.round(v)), height: 200 })));
+        stat("Models", models.count)),
+      section("Cost (USD)", stackedBars({ id: "cost-chart", buckets: series(items, range, models, cost), series: models.names, format: (v) => usd(v) })),
+      section("Tokens", stackedBars({ id: "tokens-chart", buckets: series(items, range, models, total), series: models.names, format: (v) => tokens(Math.round(v)), height: 200 })));
     return true;
   };
   await refresh();

@@ -35,3 +35,8 @@ export function progressBar(counts, large = false) {
 export function stat(label, value, sub) {
   return h("div", { class: "stat" }, h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, value), sub ? h("div", { class: "stat-sub" }, sub) : null);
 }
+
+/** A table head; a label ending in " #" is a numeric (right-aligned) column. */
+export function thead(labels) {
+  return h("thead", {}, h("tr", {}, labels.map((label) => (label.endsWith(" #") ? h("th", { class: "num" }, label.slice(0, -2)) : h("th", {}, label)))));
+}
