@@ -40,8 +40,9 @@ def missing_browser() -> str | None:
 
 
 @contextmanager
-def chromium(width: int = 1400, height: int = 900) -> Iterator[Any]:
-    """A fresh headless Chromium (own profile dir) recording the page's console messages."""
+def chromium(width: int = 1400, height: int = 900, downloads: Path | None = None) -> Iterator[Any]:
+    """A fresh headless Chromium (own profile dir) recording the page's console messages, saving
+    downloads in `downloads` without asking."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -54,6 +55,9 @@ def chromium(width: int = 1400, height: int = 900) -> Iterator[Any]:
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={width},{height}")
     options.set_capability("goog:loggingOptions", {"browser": "ALL"})
+    if downloads is not None:
+        prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+        options.add_experimental_option("prefs", prefs)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
         yield driver
@@ -85,7 +89,10 @@ def console_errors(driver: Any) -> list[str]:
 
 
 def sign_in(driver: Any, base_url: str, key: str) -> None:
+    """Open the console signed out (the tab's stored key forgotten) and sign in with `key`."""
     driver.get(f"{base_url}/console")
+    driver.execute_script("sessionStorage.clear()")
+    driver.refresh()
     field = wait_for(
         driver, lambda d: next(iter(e for e in css(d, "#api-key") if e.is_displayed()), None), "the key form"
     )

@@ -4,18 +4,27 @@ and no error in the browser's console on the way."""
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import pytest
 
 from tests.console.browser import chromium, console_errors, css, missing_browser, sign_in, wait_for
-from tests.console.seed import seed_minimal
+from tests.console.seed import call, seed_minimal, submit_batch
 
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=f"no browser: {missing_browser()}")
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with chromium() as driver:
+def downloads(tmp_path_factory):
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
+    with chromium(downloads=downloads) as driver:
         yield driver
+        assert console_errors(driver) == []  # whatever the last test left in the log
 
 
 def text_of(driver, selector: str) -> str:
@@ -61,3 +70,64 @@ def test_the_console_shows_a_call_its_attempts_trace_and_a_batch(stack, key, bro
     wait_for(browser, lambda d: css(d, "#cost-chart rect"), "bars in the cost chart")
 
     assert console_errors(browser) == []
+
+
+def test_lists_update_live_and_filter(stack, key, browser):
+    with stack.client(key) as client:
+        first = call(client, "live-a", "one", tags={"team": "red"})
+        sign_in(browser, stack.url, key)
+        wait_for(browser, lambda d: css(d, f'tr.job-row[data-job-id="{first["id"]}"]'), "the first call")
+        second = call(client, "live-b", "two", tags={"team": "blue"})
+    # no reload: the list polls and the new call appears
+    wait_for(browser, lambda d: css(d, f'tr.job-row[data-job-id="{second["id"]}"]'), "a call made after loading")
+
+    css(browser, "#filter-tag")[0].send_keys("team:blue\n")
+    wait_for(browser, lambda d: "tag=team%3Ablue" in d.current_url, "the filter in the address")
+    wait_for(
+        browser, lambda d: [r.get_attribute("data-job-id") for r in css(d, "tr.job-row")] == [second["id"]], "one job"
+    )
+    browser.get(f"{stack.url}/console#/jobs?status=failed")
+    wait_for(browser, lambda d: "No jobs match." in d.find_element("id", "jobs-body").text, "no failed jobs")
+    assert console_errors(browser) == []
+
+
+def test_a_running_batch_is_cancelled_and_its_results_downloaded(stack, key, browser, downloads):
+    with stack.client(key) as client:
+        inputs = [f"slow {i}" for i in range(120)]
+        batch = submit_batch(client, f"slow-{uuid.uuid4().hex[:6]}", inputs, model="openai/gpt-4o-mini?latency_ms=4000")
+    sign_in(browser, stack.url, key)
+    browser.get(f"{stack.url}/console#/batches/{batch['id']}")
+    cancel = wait_for(browser, lambda d: css(d, "#cancel-batch"), "the cancel button")[0]
+    assert "running" in browser.find_element("id", "batch-detail").text.lower()
+    cancel.click()
+    wait_for(
+        browser,
+        lambda d: "cancelled" in " ".join(e.text.lower() for e in css(d, ".page-header .badge")),
+        "the batch cancelled (running items finish first)",
+        timeout=30,
+    )
+    assert not css(browser, "#cancel-batch")
+    counts = browser.find_element("id", "batch-counts").text
+    assert "cancelled 0" not in counts and "queued 0" in counts
+
+    css(browser, "#download-results")[0].click()
+    path = downloads / f"batch-{batch['id']}.jsonl"
+    wait_for(browser, lambda d: path.exists() and path.stat().st_size > 0, "the downloaded results")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["custom_id"] for line in lines] == [f"item-{i + 1}" for i in range(120)]
+    assert {line["status"] for line in lines} <= {"succeeded", "cancelled"} and "cancelled" in {
+        x["status"] for x in lines
+    }
+    assert console_errors(browser) == []
+
+
+def test_a_wrong_key_is_refused_and_sign_out_forgets_the_key(stack, key, browser):
+    sign_in(browser, stack.url, key)
+    css(browser, "#logout")[0].click()
+    wait_for(browser, lambda d: css(d, "#login-form")[0].is_displayed(), "the key form again")
+    assert browser.execute_script("return sessionStorage.length") == 0
+    css(browser, "#api-key")[0].send_keys("cvy_not-a-key")
+    css(browser, "#login-form button[type=submit]")[0].click()
+    wait_for(browser, lambda d: "not accepted" in d.find_element("id", "login-error").text, "the refusal")
+    errors = console_errors(browser)
+    assert len(errors) == 1 and "401" in errors[0]  # the refused request itself, and nothing else
