@@ -9,6 +9,7 @@ def test_the_page_loads_without_a_key(stack):
     page = httpx.get(stack.url + "/console")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="login-form"' in page.text and "/console/static/js/main.js" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
     assert httpx.get(stack.url + "/console/", follow_redirects=True).url.path == "/console"
 
 

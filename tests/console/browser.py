@@ -68,11 +68,12 @@ def chromium(width: int = 1400, height: int = 900, downloads: Path | None = None
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
     """The first truthy value of `condition(driver)`; fails naming `what` and the console's errors."""
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    try:  # a live view may redraw between finding an element and reading it: look again
+        wait = WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException])
+        return wait.until(condition)
     except TimeoutException:
         raise AssertionError(f"the console did not show {what}; browser log: {console_errors(driver)}") from None
 

@@ -131,3 +131,23 @@ def test_a_wrong_key_is_refused_and_sign_out_forgets_the_key(stack, key, browser
     wait_for(browser, lambda d: "not accepted" in d.find_element("id", "login-error").text, "the refusal")
     errors = console_errors(browser)
     assert len(errors) == 1 and "401" in errors[0]  # the refused request itself, and nothing else
+
+
+def test_a_running_job_is_cancelled_from_its_page(stack, key, browser):
+    """The fake provider's request outlives the cancel (the server finishes its sleep), so its latency
+    is kept short enough not to hold up the fake provider's shutdown for long."""
+    with stack.client(key) as client:
+        body = {"name": "slow-job", "input": "wait", "model": "openai/gpt-4o-mini?latency_ms=10000"}
+        job = client.post("/jobs", json=body).json()
+    sign_in(browser, stack.url, key)
+    browser.get(f"{stack.url}/console#/jobs/{job['id']}")
+    wait_for(browser, lambda d: css(d, "#cancel-job"), "the cancel button")[0].click()
+    wait_for(
+        browser,
+        lambda d: "cancelled" in " ".join(e.text.lower() for e in css(d, "#job-detail .page-header .badge")),
+        "the job cancelled",
+    )
+    assert not css(browser, "#cancel-job") and "\nwait\n" in browser.find_element("id", "job-detail").text
+    with stack.client(key) as client:
+        assert client.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
+    assert console_errors(browser) == []

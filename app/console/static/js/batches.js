@@ -1,6 +1,6 @@
 // Batches: the live list with progress, and one batch with its counts, rate, ETA, cancel and download.
-import { h, replace } from "./dom.js";
-import { FINAL_BATCH, ago, badge, between, duration, shortId, time, tokens, usd } from "./format.js";
+import { changed, h, replace } from "./dom.js";
+import { FINAL_BATCH, badge, between, duration, shortId, time, tokens, usd, when } from "./format.js";
 import { emptyRow, facts, pageHeader, progressBar, section, stat, thead } from "./widgets.js";
 
 const ITEMS_SHOWN = 100;
@@ -49,7 +49,7 @@ export async function batchesView(ctx) {
     const names = await Promise.all(page.data.map((b) => nameOf(api, b.function_id)));
     if (!ctx.alive()) return false;
     count.textContent = `${page.meta.total_count.toLocaleString()} batch${page.meta.total_count === 1 ? "" : "es"}`;
-    replace(body, page.data.length ? page.data.map((batch, i) => h("tr", { class: "batch-row", dataset: { batchId: batch.id }, onclick: () => ctx.navigate(`#/batches/${batch.id}`) },
+    if (changed(body, page)) replace(body, page.data.length ? page.data.map((batch, i) => h("tr", { class: "batch-row", dataset: { batchId: batch.id }, onclick: () => ctx.navigate(`#/batches/${batch.id}`) },
       h("td", {}, badge(batch.status)),
       h("td", {}, h("a", { href: `#/batches/${batch.id}` }, names[i]), h("div", { class: "sub mono" }, shortId(batch.id))),
       h("td", { class: "progress-cell" }, progressBar(batch.counts)),
@@ -57,7 +57,7 @@ export async function batchesView(ctx) {
       h("td", { class: "num" }, rateText(batch)),
       h("td", { class: "num" }, etaText(batch)),
       h("td", { class: "num" }, usd(batch.cost.total)),
-      h("td", { title: time(batch.created_at) }, ago(batch.created_at)))) : emptyRow(8, "No batches yet."));
+      h("td", { class: "nowrap" }, when(batch.created_at)))) : emptyRow(8, "No batches yet."));
     return true;
   };
   await refresh();
@@ -73,7 +73,7 @@ export async function batchView(ctx) {
     const batch = await api.get(`/batches/${id}`);
     const [name, items] = await Promise.all([nameOf(api, batch.function_id), api.ndjsonHead(`/batches/${id}/results`, ITEMS_SHOWN)]);
     if (!ctx.alive()) return false;
-    replace(holder, batchDetail(ctx, batch, name, items, refresh));
+    if (changed(holder, [batch, items])) replace(holder, batchDetail(ctx, batch, name, items, refresh));
     return !FINAL_BATCH.has(batch.status);
   };
   if (await refresh()) ctx.live(refresh);

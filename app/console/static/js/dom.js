@@ -6,7 +6,7 @@ export function h(tag, attrs = {}, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name === "class") el.className = value;
-    else if (name === "style") el.setAttribute("style", value);
+    else if (name === "style") el.style.cssText = value; // CSSOM: allowed by the page's CSP, unlike a style attribute
     else if (name === "dataset") Object.assign(el.dataset, value);
     else el.setAttribute(name, value === true ? "" : String(value));
   }
@@ -39,4 +39,15 @@ export function svg(tag, attrs = {}, ...children) {
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return el;
+}
+
+const drawn = new WeakMap(); // element -> JSON of the data it was last drawn from
+
+/** Whether `data` differs from what `el` was last drawn from (and remember it): a live view redraws
+ * only on change, so rows keep their hover, focus and identity between polls. */
+export function changed(el, data) {
+  const key = JSON.stringify(data);
+  if (drawn.get(el) === key) return false;
+  drawn.set(el, key);
+  return true;
 }

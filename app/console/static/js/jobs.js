@@ -1,6 +1,6 @@
 // Jobs: the recent jobs of the project (filterable, live) and one job with its input, outcome and attempts.
-import { h, replace } from "./dom.js";
-import { FINAL_JOB, ago, badge, between, codeBlock, duration, time, tokens, usd } from "./format.js";
+import { changed, h, replace } from "./dom.js";
+import { FINAL_JOB, badge, between, codeBlock, duration, time, tokens, usd, when } from "./format.js";
 import { emptyRow, facts, pageHeader, section, thead, timingBar } from "./widgets.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -51,7 +51,7 @@ export async function jobsView(ctx) {
     const spans = await callSpans(api, page.data);
     if (!ctx.alive()) return false;
     count.textContent = `${page.meta.total_count.toLocaleString()} job${page.meta.total_count === 1 ? "" : "s"}`;
-    replace(body, page.data.length ? page.data.map((job) => jobRow(ctx, job, spans.get(job.id))) : emptyRow(8, "No jobs match."));
+    if (changed(body, [page, [...spans.values()]])) replace(body, page.data.length ? page.data.map((job) => jobRow(ctx, job, spans.get(job.id))) : emptyRow(8, "No jobs match."));
     return true;
   };
   await refresh();
@@ -69,7 +69,7 @@ function jobRow(ctx, job, span) {
     h("td", { class: "num" }, usage ? tokens(usage.total_tokens) : "—"),
     h("td", { class: "num" }, cost ? usd(cost.total) : "—"),
     h("td", {}, tagText(job.tags)),
-    h("td", { title: time(job.created_at) }, ago(job.created_at)));
+    h("td", { class: "nowrap" }, when(job.created_at)));
 }
 
 export async function jobView(ctx) {
@@ -81,7 +81,7 @@ export async function jobView(ctx) {
     const job = await api.get(`/jobs/${id}`);
     const spans = job.status === "queued" ? { data: [] } : await api.get("/spans", { job_id: id });
     if (!ctx.alive()) return false;
-    replace(holder, jobDetail(ctx, job, spans.data, refresh));
+    if (changed(holder, [job, spans.data])) replace(holder, jobDetail(ctx, job, spans.data, refresh));
     return !FINAL_JOB.has(job.status);
   };
   if (await refresh()) ctx.live(refresh);

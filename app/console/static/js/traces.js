@@ -1,6 +1,6 @@
 // Traces: the project's recent traces, and one trace as a tree of spans with timing bars.
-import { h, replace } from "./dom.js";
-import { ago, badge, codeBlock, duration, time, tokens } from "./format.js";
+import { changed, h, replace } from "./dom.js";
+import { badge, codeBlock, duration, time, tokens, when } from "./format.js";
 import { emptyRow, facts, pageHeader, section, thead, timingBar } from "./widgets.js";
 
 export async function tracesView(ctx) {
@@ -14,12 +14,12 @@ export async function tracesView(ctx) {
     const page = await api.get("/traces", { limit: 50 });
     if (!ctx.alive()) return false;
     count.textContent = `${page.meta.total_count.toLocaleString()} trace${page.meta.total_count === 1 ? "" : "s"}`;
-    replace(body, page.data.length ? page.data.map((trace) => h("tr", { class: "trace-row", dataset: { traceId: trace.id }, onclick: () => ctx.navigate(`#/traces/${trace.id}`) },
+    if (changed(body, page)) replace(body, page.data.length ? page.data.map((trace) => h("tr", { class: "trace-row", dataset: { traceId: trace.id }, onclick: () => ctx.navigate(`#/traces/${trace.id}`) },
       h("td", {}, badge(trace.status)),
       h("td", {}, h("a", { href: `#/traces/${trace.id}` }, trace.name || trace.id)),
       h("td", { class: "num" }, duration(trace.duration_ms)),
       h("td", { class: "num" }, tokens(trace.total_tokens)),
-      h("td", { title: time(trace.start_time) }, ago(trace.start_time)))) : emptyRow(5, "No traces yet."));
+      h("td", { class: "nowrap" }, when(trace.start_time)))) : emptyRow(5, "No traces yet."));
     return true;
   };
   await refresh();

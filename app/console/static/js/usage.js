@@ -1,6 +1,6 @@
 // Usage and cost over time, by model, from /v2/analytics/usage.
 import { stackedBars } from "./chart.js";
-import { h, replace } from "./dom.js";
+import { changed, h, replace } from "./dom.js";
 import { tokens, usd } from "./format.js";
 import { pageHeader, section, stat } from "./widgets.js";
 
@@ -79,6 +79,7 @@ export async function usageView(ctx) {
       group_by: "model",
     });
     if (!ctx.alive()) return false;
+    if (!changed(holder, items)) return true;
     const cost = (item) => Number(item.cost || 0);
     const total = (item) => Number(item.total_tokens || 0);
     const sum = (fn) => items.reduce((acc, item) => acc + fn(item), 0);
