@@ -22,7 +22,12 @@ _HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": _CSP, "X-Con
 router = APIRouter(tags=["console"])
 
 
-@router.get("/console", response_class=FileResponse, summary="The web console")
+@router.get(
+    "/console",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "The console's HTML page (no key needed)"}},
+    summary="The web console",
+)
 def console_page() -> FileResponse:
     """An HTML page: recent jobs, a job's attempts, live batches, traces, functions, usage and cost.
     It asks for an API key once (kept for the browser session) and reads everything from `/v2`."""

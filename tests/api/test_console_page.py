@@ -24,4 +24,5 @@ def test_its_files_are_served_from_the_package(stack):
 
 def test_the_page_is_documented_and_its_files_are_not(stack):
     paths = httpx.get(stack.url + "/openapi.json").json()["paths"]
-    assert "get" in paths["/console"] and not any(path.startswith("/console/static") for path in paths)
+    assert "text/html" in paths["/console"]["get"]["responses"]["200"]["content"]
+    assert not any(path.startswith("/console/static") for path in paths)
