@@ -80,6 +80,8 @@ def test_lists_update_live_and_filter(stack, key, browser):
         second = call(client, "live-b", "two", tags={"team": "blue"})
     # no reload: the list polls and the new call appears
     wait_for(browser, lambda d: css(d, f'tr.job-row[data-job-id="{second["id"]}"]'), "a call made after loading")
+    wait_for(browser, lambda d: "1–2 of 2" in d.find_element("class name", "pager").text, "the count under the list")
+    assert not css(browser, ".pager a")  # one page: no newer or older links
 
     css(browser, "#filter-tag")[0].send_keys("team:blue\n")
     wait_for(browser, lambda d: "tag=team%3Ablue" in d.current_url, "the filter in the address")

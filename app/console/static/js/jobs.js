@@ -1,7 +1,7 @@
 // Jobs: the recent jobs of the project (filterable, live) and one job with its input, outcome and attempts.
 import { changed, h, replace } from "./dom.js";
 import { FINAL_JOB, badge, between, codeBlock, duration, time, tokens, usd, when } from "./format.js";
-import { emptyRow, facts, pageHeader, section, thead, timingBar } from "./widgets.js";
+import { emptyRow, facts, pageHeader, pager, section, thead, timingBar } from "./widgets.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE = 50;
@@ -39,18 +39,21 @@ export async function jobsView(ctx) {
   const form = h("form", { class: "filters", onsubmit: apply }, status, name, tag,
     h("button", { class: "btn", type: "submit" }, "Filter"),
     h("a", { class: "btn btn-ghost", href: "#/jobs" }, "Clear"));
+  const offset = Math.max(0, Number(params.get("offset")) || 0);
   const count = h("span", { class: "muted" });
+  const footer = h("div");
   const body = h("tbody", { id: "jobs-body" });
   const table = h("table", { class: "table table-clickable", id: "jobs-table" },
     thead(["Status", "Function", "Model", "Latency #", "Tokens #", "Cost #", "Tags", "Created"]),
     body);
-  replace(root, pageHeader("Jobs", count), form, h("div", { class: "card card-flush" }, table));
+  replace(root, pageHeader("Jobs", count), form, h("div", { class: "card card-flush" }, table), footer);
 
   const refresh = async () => {
-    const page = await api.get("/jobs", { limit: PAGE, status: filters.status, name: filters.name, tag: filters.tag });
+    const page = await api.get("/jobs", { limit: PAGE, offset, status: filters.status, name: filters.name, tag: filters.tag });
     const spans = await callSpans(api, page.data);
     if (!ctx.alive()) return false;
     count.textContent = `${page.meta.total_count.toLocaleString()} job${page.meta.total_count === 1 ? "" : "s"}`;
+    replace(footer, pager("jobs", params, offset, PAGE, page.meta.total_count));
     if (changed(body, [page, [...spans.values()]])) replace(body, page.data.length ? page.data.map((job) => jobRow(ctx, job, spans.get(job.id))) : emptyRow(8, "No jobs match."));
     return true;
   };

@@ -1,19 +1,22 @@
 // Traces: the project's recent traces, and one trace as a tree of spans with timing bars.
 import { changed, h, replace } from "./dom.js";
 import { badge, codeBlock, duration, time, tokens, when } from "./format.js";
-import { emptyRow, facts, pageHeader, section, thead, timingBar } from "./widgets.js";
+import { emptyRow, facts, pageHeader, pager, section, thead, timingBar } from "./widgets.js";
 
 export async function tracesView(ctx) {
-  const { api, root } = ctx;
+  const { api, root, params } = ctx;
+  const offset = Math.max(0, Number(params.get("offset")) || 0);
   const count = h("span", { class: "muted" });
+  const footer = h("div");
   const body = h("tbody", { id: "traces-body" });
   replace(root, pageHeader("Traces", count), h("div", { class: "card card-flush" }, h("table", { class: "table table-clickable", id: "traces-table" },
     thead(["Status", "Name", "Duration #", "Tokens #", "Started"]),
-    body)));
+    body)), footer);
   const refresh = async () => {
-    const page = await api.get("/traces", { limit: 50 });
+    const page = await api.get("/traces", { limit: 50, offset });
     if (!ctx.alive()) return false;
     count.textContent = `${page.meta.total_count.toLocaleString()} trace${page.meta.total_count === 1 ? "" : "s"}`;
+    replace(footer, pager("traces", params, offset, 50, page.meta.total_count));
     if (changed(body, page)) replace(body, page.data.length ? page.data.map((trace) => h("tr", { class: "trace-row", dataset: { traceId: trace.id }, onclick: () => ctx.navigate(`#/traces/${trace.id}`) },
       h("td", {}, badge(trace.status)),
       h("td", {}, h("a", { href: `#/traces/${trace.id}` }, trace.name || trace.id)),

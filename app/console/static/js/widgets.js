@@ -40,3 +40,18 @@ export function stat(label, value, sub) {
 export function thead(labels) {
   return h("thead", {}, h("tr", {}, labels.map((label) => (label.endsWith(" #") ? h("th", { class: "num" }, label.slice(0, -2)) : h("th", {}, label)))));
 }
+
+/** "1–50 of 448" with links to the newer and older pages (the offset kept in the address). */
+export function pager(path, params, offset, limit, total) {
+  const link = (to, label) => {
+    const search = new URLSearchParams(params);
+    if (to > 0) search.set("offset", String(to));
+    else search.delete("offset");
+    const text = search.toString();
+    return h("a", { class: "btn", href: `#/${path}${text ? `?${text}` : ""}` }, label);
+  };
+  const shown = total ? `${(offset + 1).toLocaleString()}–${Math.min(offset + limit, total).toLocaleString()} of ${total.toLocaleString()}` : "";
+  return h("div", { class: "pager" }, h("span", { class: "muted" }, shown),
+    offset > 0 ? link(Math.max(0, offset - limit), "← Newer") : null,
+    offset + limit < total ? link(offset + limit, "Older →") : null);
+}
