@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test test-fast lint bench bench-peers services worker api fake-provider clean
+.PHONY: install run demo test test-fast lint bench bench-peers services browser screenshots worker api fake-provider clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -21,7 +21,7 @@ run: install  ## API + worker + private Redis over SQLite (embedded mode)
 demo: install  ## embedded mode answering with the simulated fake provider
 	$(BIN)/conveyor serve --demo
 
-services:  ## start local Redis (6379) and PostgreSQL (5432) when they are installed but stopped
+services: browser  ## start local Redis (6379) and PostgreSQL (5432) when they are installed but stopped
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { \
 	  echo "starting redis-server on 6379"; mkdir -p /var/lib/redis /var/log/redis; \
 	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
@@ -31,6 +31,17 @@ services:  ## start local Redis (6379) and PostgreSQL (5432) when they are insta
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; }
 	@for i in $$(seq 1 50); do pg_isready -h 127.0.0.1 -p 5432 -q && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null && exit 0; sleep 0.2; done; \
 	  echo "Redis or PostgreSQL is still not reachable on 127.0.0.1; see README 'Running the tests'"; exit 1
+
+browser:  ## Debian's chromium + chromium-driver for the web console's browser tests (apt, when missing)
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium and chromium-driver (apt)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	      || echo "apt could not install chromium: the browser tests will be skipped"; \
+	  else echo "no chromium: the browser tests will be skipped (as root on Debian: make browser)"; fi; }
+
+screenshots: install  ## the web console's screenshots in docs/console/ (needs `make browser` and `make services`)
+	$(BIN)/python -m tests.console.screenshots
 
 test: install  ## the whole suite (needs Redis on 6379 and PostgreSQL on 5432: `make services`)
 	$(BIN)/pytest

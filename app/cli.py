@@ -49,6 +49,7 @@ def _banner(settings: Settings, services, key: str, port: int, *, demo: bool) ->
         f'  Conveyor is running at {url}   (Opper SDK: server_url="{url}/v2")',
         f"  API key: {key}",
         f"  API docs: {url}/docs",
+        f"  Web console: {url}/console",
         f"  Database: {settings.database_url}",
         *[f"  {note}" for note in services.notes],
     ]

@@ -14,6 +14,7 @@ from app.api.errors import install_error_handlers
 from app.api.routes import health
 from app.api.state import AppState
 from app.config import Settings, get_settings
+from app.console import install_console
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in routes.v2_routers():
         app.include_router(router, prefix="/v2")
+    install_console(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

@@ -87,8 +87,12 @@ class JobOut(BaseModel):
     function_id: str | None = None
     revision_id: str | None = None
     span_id: str
+    trace_id: str | None = Field(None, description="The trace the job's spans belong to (`GET /v2/traces/{id}`)")
+    batch_id: str | None = Field(None, description="The batch the job is an item of")
+    custom_id: str | None = Field(None, description="Its `custom_id` in that batch")
     tags: dict[str, str] | None = None
     metadata: dict[str, Any] | None = None
+    input: Any = Field(None, description="The call's input; only when getting one job")
     attempts: int = Field(description="Times a worker started the job (more than 1 after a worker was lost)")
     created_at: datetime
     started_at: datetime | None = None
@@ -99,7 +103,7 @@ class JobOut(BaseModel):
     links: JobLinks
 
     @classmethod
-    def of(cls, job: JobRecord, *, show_secret: str | None = None) -> JobOut:
+    def of(cls, job: JobRecord, *, show_secret: str | None = None, with_input: bool = False) -> JobOut:
         base = f"/v2/jobs/{job.id}"
         error = job.error
         return cls(
@@ -109,8 +113,12 @@ class JobOut(BaseModel):
             function_id=job.function_id,
             revision_id=job.revision_id,
             span_id=job.span_id,
+            trace_id=job.trace_id,
+            batch_id=job.batch_id,
+            custom_id=job.custom_id,
             tags=job.task.get("tags") or None,
             metadata=job.meta,
+            input=job.task.get("input") if with_input else None,
             attempts=job.delivery_attempts,
             created_at=job.created_at,
             started_at=job.started_at,

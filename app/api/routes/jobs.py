@@ -81,8 +81,8 @@ async def get_job(
         float, Query(description="Long-poll: answer as soon as the job ends, within this many seconds")
     ] = 0,
 ) -> JobOut:
-    """Its status, timestamps, attempts, and once ended its `result` (what `/v2/call` answers) or `error`."""
-    return JobOut.of(await state.job_service.get(project, job_id, wait=wait))
+    """Its status, timestamps, attempts, input, and once ended its `result` (what `/v2/call` answers) or `error`."""
+    return JobOut.of(await state.job_service.get(project, job_id, wait=wait), with_input=True)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=_ERRORS, summary="Cancel a job")
