@@ -10,7 +10,8 @@ from app.api.state import AppState
 from app.store.projects import ProjectRef
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain `def` dependency on its thread pool, a hop per request for a getter.
     return request.app.state.conveyor
 
 
