@@ -7,6 +7,19 @@ message is followed by one RPOP of up to `BULK_READ` more from the same queue (n
 prefetch room left), and all of them are recorded as unacknowledged in one pipeline before any is
 delivered. Everything else (acks, restoring unacknowledged messages, visibility timeout, queue
 rotation) is kombu's own. Only the worker consumes with it; publishing is unchanged.
+
+It also keeps a worker alive through a Redis restart with jobs in flight (issue 15). When Celery's
+consumer loses the broker it collects the connection, which detaches the transport from its kombu
+`Connection` (`transport.client = None`), and then closes the channel. Closing a channel that still
+holds unacknowledged (late-ack) messages restores them, and kombu's Redis channel builds a new
+connection pool for that from `self.connection.client.hostname`: an AttributeError, not a connection
+error, so it escaped the consumer's recovery and the worker shut down ("Unrecoverable error ...
+'NoneType' object has no attribute 'hostname'"). The same happened to every ack of a job that ended
+after the loss, as the old channel's messages ack through it. Here a channel remembers the address
+it was opened with, so a closed channel can still ack its messages when their jobs end, and a
+restore that cannot reach Redis leaves the messages unacknowledged in Redis (acked when their jobs
+end, else redelivered after the visibility timeout, their jobs recovered sooner by the lease sweep)
+instead of failing the close.
 """
 
 from __future__ import annotations
@@ -46,6 +59,19 @@ class BulkQoS(kombu_redis.QoS):
             pipe.execute()
         self._recorded.update(payload["properties"]["delivery_tag"] for payload in payloads)
 
+    def restore_unacked_once(self, stderr: Any = None) -> None:
+        """Hand back unacknowledged messages at close, unless Redis is unreachable (a lost connection):
+        then they stay in Redis's unacknowledged index, and their jobs, still running here, ack them."""
+        try:
+            super().restore_unacked_once(stderr)
+        except self.channel.connection_errors as exc:
+            log.warning(
+                "broker unreachable at channel close: %d messages in flight stay unacknowledged in Redis "
+                "(acked when their jobs end, else redelivered)",
+                len(self._delivered),
+                extra={"error": repr(exc)},
+            )
+
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self._recorded:
             self._recorded.discard(delivery_tag)
@@ -57,6 +83,20 @@ class BulkQoS(kombu_redis.QoS):
 class BulkChannel(kombu_redis.Channel):
     QoS = BulkQoS
     bulk_reads = True  # off for good once the server refuses RPOP's count (Redis before 6.2)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._opened_with: dict[bool, dict[str, Any]] = {}
+        super().__init__(*args, **kwargs)
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """Kombu's connection parameters, remembered: once the consumer has collected a lost connection
+        the transport no longer knows its address, and this channel must still ack its jobs' messages."""
+        transport = self.connection
+        if (transport is None or transport.client is None) and asynchronous in self._opened_with:
+            return dict(self._opened_with[asynchronous])
+        params = super()._connparams(asynchronous=asynchronous)
+        self._opened_with[asynchronous] = dict(params)
+        return params
 
     def _brpop_read(self, **options: Any) -> bool:
         # kombu's own, but for `_read_more` and the one `record_unacked` (kombu 5.7).
