@@ -1,0 +1,31 @@
+"""Fixtures of the fault suite: a private redis-server per test, a fresh Postgres schema, and the API
+and workers as real `conveyor` processes on them (tests/faults/processes.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.processes import PrivateRedis, ProcessStack, start_process_stack
+from tests.stack import drop_pg_schema, new_pg_schema
+
+# Fast recovery for the tests: a worker renews its jobs' leases every lease/3 seconds; a job whose
+# worker died is back on the queue within lease + sweep interval.
+FAST_RECOVERY = {"CONVEYOR_JOB_LEASE_SECONDS": "2", "CONVEYOR_SWEEP_INTERVAL": "0.5"}
+
+
+@pytest.fixture
+def private_redis():
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fault_stack(fake_provider, private_redis) -> ProcessStack:
+    """The API (no worker yet) on a private Redis and a fresh schema of the shared Postgres."""
+    schema, database_url = new_pg_schema()
+    stack = start_process_stack(database_url, private_redis.url, fake_provider.url, **FAST_RECOVERY)
+    yield stack
+    stack.stop()
+    drop_pg_schema(schema)
