@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.faults import postgres
 from tests.faults.processes import PrivateRedis, ProcessStack, start_process_stack
 from tests.stack import drop_pg_schema, new_pg_schema
 
@@ -29,3 +30,22 @@ def fault_stack(fake_provider, private_redis) -> ProcessStack:
     yield stack
     stack.stop()
     drop_pg_schema(schema)
+
+
+@pytest.fixture
+def private_postgres():
+    if not postgres.available():
+        pytest.skip(f"no PostgreSQL server binaries in {postgres.BIN} (set CONVEYOR_TEST_PG_BIN)")
+    server = postgres.PrivatePostgres()
+    server.init()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_fault_stack(fake_provider, private_redis, private_postgres) -> ProcessStack:
+    """The API (no worker yet) on a private Redis and a private Postgres cluster the test may restart."""
+    stack = start_process_stack(private_postgres.url, private_redis.url, fake_provider.url, **FAST_RECOVERY)
+    yield stack
+    stack.stop()
