@@ -9,17 +9,19 @@ delivered. Everything else (acks, restoring unacknowledged messages, visibility 
 rotation) is kombu's own. Only the worker consumes with it; publishing is unchanged.
 
 It also keeps a worker alive through a Redis restart with jobs in flight (issue 15). When Celery's
-consumer loses the broker it collects the connection, which detaches the transport from its kombu
-`Connection` (`transport.client = None`), and then closes the channel. Closing a channel that still
-holds unacknowledged (late-ack) messages restores them, and kombu's Redis channel builds a new
-connection pool for that from `self.connection.client.hostname`: an AttributeError, not a connection
-error, so it escaped the consumer's recovery and the worker shut down ("Unrecoverable error ...
-'NoneType' object has no attribute 'hostname'"). The same happened to every ack of a job that ended
-after the loss, as the old channel's messages ack through it. Here a channel remembers the address
-it was opened with, so a closed channel can still ack its messages when their jobs end, and a
-restore that cannot reach Redis leaves the messages unacknowledged in Redis (acked when their jobs
-end, else redelivered after the visibility timeout, their jobs recovered sooner by the lease sweep)
-instead of failing the close.
+consumer loses the broker it collects the connection: that closes the channel, which fails early
+(deleting the auto-delete remote-control queue needs Redis) and so stays open, and then detaches the
+transport from its kombu `Connection` (`transport.client = None`). The consumer then closes the
+connection, hence the channel again; a channel still holding unacknowledged (late-ack) messages
+restores them, and kombu's Redis channel builds a new connection pool for that from
+`self.connection.client.hostname`: an AttributeError, not a connection error, so it escaped the
+consumer's recovery and the worker shut down ("Unrecoverable error ... 'NoneType' object has no
+attribute 'hostname'"). Idle workers have nothing to restore, so they survived. The same happened to
+every ack of a job that ended after the loss, as the old channel's messages ack through it. Here a
+channel remembers the address it was opened with, so a closed channel can still ack its messages
+when their jobs end, and a restore that cannot reach Redis leaves the messages unacknowledged in
+Redis (acked when their jobs end, else redelivered after the visibility timeout, their jobs
+recovered sooner by the lease sweep) instead of failing the close.
 """
 
 from __future__ import annotations
@@ -48,15 +50,25 @@ class BulkQoS(kombu_redis.QoS):
         self._recorded: set[str] = set()
 
     def record_unacked(self, payloads: list[dict[str, Any]]) -> None:
-        """Kombu's unacknowledged index for messages about to be delivered, in one round trip."""
+        """Kombu's unacknowledged index for messages about to be delivered, in one round trip.
+
+        Should Redis go away between the pop and this write, the messages are delivered all the same:
+        they are off the queue already, and running them is better than dropping them (a crash before
+        they end leaves their jobs to the lease and stranded-job sweeps, as for a lost message)."""
         now = time()
-        with self.pipe_or_acquire() as pipe:
-            for payload in payloads:
-                properties = payload["properties"]
-                tag, info = properties["delivery_tag"], properties["delivery_info"]
-                pipe.zadd(self.unacked_index_key, {tag: now})
-                pipe.hset(self.unacked_key, tag, dumps([payload, info["exchange"], info["routing_key"]]))
-            pipe.execute()
+        try:
+            with self.pipe_or_acquire() as pipe:
+                for payload in payloads:
+                    properties = payload["properties"]
+                    tag, info = properties["delivery_tag"], properties["delivery_info"]
+                    pipe.zadd(self.unacked_index_key, {tag: now})
+                    pipe.hset(self.unacked_key, tag, dumps([payload, info["exchange"], info["routing_key"]]))
+                pipe.execute()
+        except self.channel.connection_errors as exc:
+            log.warning(
+                "broker unreachable after popping messages: delivered without a redelivery record",
+                extra={"count": len(payloads), "error": repr(exc)},
+            )
         self._recorded.update(payload["properties"]["delivery_tag"] for payload in payloads)
 
     def restore_unacked_once(self, stderr: Any = None) -> None:

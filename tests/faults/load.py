@@ -121,8 +121,12 @@ def wait_until_final(db: Database, job_ids: list[str], within: float) -> float:
     started = time.monotonic()
     while True:
         with db.transaction() as session:
-            open_jobs = session.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.status.in_(OPEN))).all()
+            open_jobs = session.execute(
+                select(Job.id, Job.status, Job.delivery_attempts, Job.lease_expires_at).where(
+                    Job.id.in_(job_ids), Job.status.in_(OPEN)
+                )
+            ).all()
         if not open_jobs:
             return time.monotonic() - started
-        assert time.monotonic() - started < within, f"{len(open_jobs)} jobs still open after {within:g} s"
+        assert time.monotonic() - started < within, f"{len(open_jobs)} jobs open after {within:g} s: {open_jobs[:5]}"
         time.sleep(0.2)

@@ -1,5 +1,11 @@
-"""Redis restarted under load (issue 15): workers with jobs in flight survive, reconnect and keep
-consuming; every accepted job ends exactly once; a submission refused during the outage ran nothing."""
+"""Redis restarted under load (issue 15), or its connections cut: workers with jobs in flight survive,
+reconnect and keep consuming; every accepted job ends exactly once; a submission refused during the
+outage ran nothing.
+
+The two faults take different paths through the worker's broker channel (workers/broker.py): after a
+restart the unacknowledged messages cannot be handed back at close, and stay in Redis until their
+jobs end; after a cut connection Redis is still there, so they are handed back and delivered again
+while their jobs still run, and the lease makes that second delivery a no-op."""
 
 from __future__ import annotations
 
@@ -8,8 +14,10 @@ import uuid
 
 import httpx
 import pytest
+import redis
 
 from tests.faults.load import Ledger, Submitter, project_job_ids, wait_until_final
+from tests.faults.processes import PrivateRedis
 
 pytestmark = pytest.mark.faults
 
@@ -19,7 +27,18 @@ OUTAGE_SECONDS = 1.0
 BOUND_SECONDS = 45  # from the restart until every accepted job has ended
 
 
-def test_redis_restart_under_load(fault_stack, private_redis, fake_provider):
+def restart(server: PrivateRedis) -> None:
+    server.restart(down_seconds=OUTAGE_SECONDS)
+
+
+def cut_connections(server: PrivateRedis) -> None:
+    client = redis.Redis.from_url(server.url)
+    client.client_kill_filter(_type="normal", skipme=True)
+    client.client_kill_filter(_type="pubsub")
+
+
+@pytest.mark.parametrize("fault", [restart, cut_connections], ids=["restart", "connections-cut"])
+def test_redis_fault_under_load(fault, fault_stack, private_redis, fake_provider):
     stack = fault_stack
     worker = stack.start_worker()
     project_id, key = stack.new_project()
@@ -32,7 +51,7 @@ def test_redis_restart_under_load(fault_stack, private_redis, fake_provider):
         assert time.monotonic() < deadline, "the worker never had calls in flight"
         time.sleep(0.05)
     second = submitter.start(range(CALLS // 2, CALLS))  # the rest keeps coming through the outage
-    private_redis.restart(down_seconds=OUTAGE_SECONDS)
+    fault(private_redis)
     restarted = time.monotonic()
     first.join()
     second.join()
@@ -42,7 +61,8 @@ def test_redis_restart_under_load(fault_stack, private_redis, fake_provider):
     accepted = sorted(submitter.accepted.values())
     assert sorted(project_job_ids(stack.db, project_id)) == accepted  # a refused submission left no job
     wait_until_final(stack.db, accepted, within=BOUND_SECONDS - (time.monotonic() - restarted))
-    print(f"redis restart: refused {dict(submitter.refusals)}; all ended {time.monotonic() - restarted:.1f} s after")
+    ended = time.monotonic() - restarted
+    print(f"redis {fault.__name__}: refused {dict(submitter.refusals)}; all ended {ended:.1f} s after")
 
     assert worker.poll() is None, "the worker exited at the Redis restart"
     ledger = Ledger.read(stack.db, accepted)
