@@ -32,6 +32,7 @@ from time import time
 from typing import Any
 
 import redis
+from kombu import Connection
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -149,3 +150,18 @@ class BulkChannel(kombu_redis.Channel):
 
 class BulkTransport(kombu_redis.Transport):
     Channel = BulkChannel
+
+
+class PromptlyReconnecting(Connection):
+    """A broker connection whose reconnection attempts come every 0.5 s, rising by 0.5 s to 5 s.
+
+    Celery's consumer reconnects with kombu's defaults, 2 s rising by 2 s to 30 s: a Redis that was
+    away for 2.1 s was found again only 6 s after it left, and after a longer outage up to 30 s after
+    it was back. A connection attempt to a local Redis costs a refused connect; a worker that misses
+    a minute of work costs far more."""
+
+    def ensure_connection(self, *args: Any, **kwargs: Any) -> Connection:
+        kwargs.setdefault("interval_start", 0.5)
+        kwargs.setdefault("interval_step", 0.5)
+        kwargs.setdefault("interval_max", 5.0)
+        return super().ensure_connection(*args, **kwargs)

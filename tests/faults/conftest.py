@@ -10,8 +10,13 @@ from tests.faults.processes import PrivateRedis, ProcessStack, start_process_sta
 from tests.stack import drop_pg_schema, new_pg_schema
 
 # Fast recovery for the tests: a worker renews its jobs' leases every lease/3 seconds; a job whose
-# worker died is back on the queue within lease + sweep interval.
-FAST_RECOVERY = {"CONVEYOR_JOB_LEASE_SECONDS": "2", "CONVEYOR_SWEEP_INTERVAL": "0.5"}
+# worker died is back on the queue within lease + sweep interval; a message lost in transit is sent
+# again once its job has been queued for 10 s (5 minutes by default), checked every 6 sweep intervals.
+FAST_RECOVERY = {
+    "CONVEYOR_JOB_LEASE_SECONDS": "2",
+    "CONVEYOR_SWEEP_INTERVAL": "0.5",
+    "CONVEYOR_STRANDED_AFTER": "10",
+}
 
 
 @pytest.fixture

@@ -45,10 +45,11 @@ def test_worker_sigkill_under_load(fault_stack, fake_provider):
 
     ledger = Ledger.read(stack.db, accepted)
     assert ledger.problems() == []
-    # The killed worker's provider requests were abandoned, each run again once by the survivor.
-    assert fake_provider.requests_for(model) == CALLS + CALLS // 2
-    redelivered = [job for job in ledger.jobs if job.delivery_attempts == 2]
-    assert len(redelivered) == CALLS // 2
+    # Each claim called the provider once: the killed worker's calls were abandoned, and each of its
+    # jobs was claimed (and called) once more by the survivor.
+    attempts = [job.delivery_attempts for job in ledger.jobs]
+    assert fake_provider.requests_for(model) == sum(attempts)
+    assert attempts.count(2) > 0 and set(attempts) == {1, 2}, sorted(attempts)
 
     assert survivor.poll() is None
     with httpx.Client(base_url=stack.api_url + "/v2", headers={"Authorization": f"Bearer {key}"}) as client:
