@@ -28,10 +28,13 @@ def private_redis():
 
 
 @pytest.fixture
-def fault_stack(fake_provider, private_redis) -> ProcessStack:
-    """The API (no worker yet) on a private Redis and a fresh schema of the shared Postgres."""
+def fault_stack(request, fake_provider, private_redis) -> ProcessStack:
+    """The API and a worker (`@pytest.mark.workers(n)`: n) on a private Redis and a fresh schema of the
+    shared Postgres."""
+    marker = request.node.get_closest_marker("workers")
+    workers = marker.args[0] if marker else 1
     schema, database_url = new_pg_schema()
-    stack = start_process_stack(database_url, private_redis.url, fake_provider.url, **FAST_RECOVERY)
+    stack = start_process_stack(database_url, private_redis.url, fake_provider.url, workers=workers, **FAST_RECOVERY)
     yield stack
     stack.stop()
     drop_pg_schema(schema)
@@ -50,7 +53,7 @@ def private_postgres():
 
 @pytest.fixture
 def pg_fault_stack(fake_provider, private_redis, private_postgres) -> ProcessStack:
-    """The API (no worker yet) on a private Redis and a private Postgres cluster the test may restart."""
+    """The API and a worker on a private Redis and a private Postgres cluster the test may restart."""
     stack = start_process_stack(private_postgres.url, private_redis.url, fake_provider.url, **FAST_RECOVERY)
     yield stack
     stack.stop()

@@ -130,3 +130,33 @@ def wait_until_final(db: Database, job_ids: list[str], within: float) -> float:
             return time.monotonic() - started
         assert time.monotonic() - started < within, f"{len(open_jobs)} jobs open after {within:g} s: {open_jobs[:5]}"
         time.sleep(0.2)
+
+
+@dataclass
+class WaitingCalls:
+    """`POST /v2/call`s that wait for their results across a fault (sent before it, answered after)."""
+
+    api_url: str
+    key: str
+    model: str
+    responses: list[httpx.Response | Exception] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def _call(self, number: int) -> None:
+        body = {"name": "waiting", "input": f"waiting {number}", "model": self.model}
+        try:
+            with httpx.Client(base_url=self.api_url + "/v2", headers={"Authorization": f"Bearer {self.key}"}) as client:
+                self.responses.append(client.post("/call", json=body, timeout=120))
+        except Exception as exc:  # noqa: BLE001 - recorded, and fails the test
+            self.responses.append(exc)
+
+    def start(self, count: int) -> None:
+        for number in range(count):
+            thread = threading.Thread(target=self._call, args=(number,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def join(self) -> list[httpx.Response | Exception]:
+        for thread in self.threads:
+            thread.join(timeout=120)
+        return self.responses

@@ -101,22 +101,31 @@ class ProcessStack:
     def start_api(self) -> None:
         port = free_port()
         self.api = self._spawn("api", "api", "--port", str(port), "--no-migrate")
-        wait_for_port(port, timeout=30)
         self.api_url = f"http://127.0.0.1:{port}"
 
-    def start_worker(self, concurrency: int = 200) -> subprocess.Popen:
+    def spawn_worker(self, concurrency: int = 200) -> subprocess.Popen:
         process = self._spawn(
             f"worker-{len(self.workers)}", "worker", "--concurrency", str(concurrency), "--no-migrate"
         )
         self.workers.append(process)
+        return process
+
+    def start_worker(self, concurrency: int = 200) -> subprocess.Popen:
+        process = self.spawn_worker(concurrency)
+        self.wait_ready()
+        return process
+
+    def wait_ready(self) -> None:
+        """Until the API listens and every live worker consumes (it announces itself in Redis)."""
+        wait_for_port(int(self.api_url.rsplit(":", 1)[1]), timeout=30)
         client = redis.Redis.from_url(self.settings.redis_url)
         deadline = time.monotonic() + 30
-        while not client.keys(keys.worker_presence("*", process.pid)):
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited with {process.returncode}; rerun with CONVEYOR_TEST_WORKER_LOGS=1")
-            assert time.monotonic() < deadline, "worker did not start consuming within 30 s"
-            time.sleep(0.05)
-        return process
+        for process in self.workers:
+            while process.returncode is None and not client.keys(keys.worker_presence("*", process.pid)):
+                if process.poll() is not None:
+                    raise RuntimeError(f"worker exited with {process.returncode}; see CONVEYOR_TEST_WORKER_LOGS=1")
+                assert time.monotonic() < deadline, "worker did not start consuming within 30 s"
+                time.sleep(0.05)
 
     def kill(self, process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGKILL)
@@ -144,8 +153,10 @@ class ProcessStack:
         self.db.dispose()
 
 
-def start_process_stack(database_url: str, redis_url: str, fake_provider_url: str, **overrides: str) -> ProcessStack:
-    """Migrate the database and start the API (no workers yet: the test starts them)."""
+def start_process_stack(
+    database_url: str, redis_url: str, fake_provider_url: str, *, workers: int = 1, **overrides: str
+) -> ProcessStack:
+    """Migrate the database, then start the API and `workers` workers side by side."""
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -170,4 +181,7 @@ def start_process_stack(database_url: str, redis_url: str, fake_provider_url: st
         print(f"fault suite logs in {logs}", file=sys.stderr)
     stack = ProcessStack(env=env, settings=settings, db=Database(settings.database_url), logs=logs)
     stack.start_api()
+    for _ in range(workers):
+        stack.spawn_worker()
+    stack.wait_ready()
     return stack

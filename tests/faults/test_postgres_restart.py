@@ -24,7 +24,7 @@ BOUND_SECONDS = 45  # from the restart until every accepted job has ended
 
 def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_provider):
     stack = pg_fault_stack
-    worker = stack.start_worker()
+    (worker,) = stack.workers
     project_id, key = stack.new_project()
     model = f"fake/pg-restart?latency_ms={LATENCY_MS}&run={uuid.uuid4().hex[:8]}"
     submitter = Submitter(stack.api_url, key, model)

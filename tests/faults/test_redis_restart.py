@@ -16,12 +16,13 @@ import httpx
 import pytest
 import redis
 
-from tests.faults.load import Ledger, Submitter, project_job_ids, wait_until_final
+from tests.faults.load import Ledger, Submitter, WaitingCalls, project_job_ids, wait_until_final
 from tests.faults.processes import PrivateRedis
 
 pytestmark = pytest.mark.faults
 
 CALLS = 100
+WAITING = 5
 LATENCY_MS = 1500
 OUTAGE_SECONDS = 1.0
 BOUND_SECONDS = 45  # from the restart until every accepted job has ended
@@ -40,14 +41,17 @@ def cut_connections(server: PrivateRedis) -> None:
 @pytest.mark.parametrize("fault", [restart, cut_connections], ids=["restart", "connections-cut"])
 def test_redis_fault_under_load(fault, fault_stack, private_redis, fake_provider):
     stack = fault_stack
-    worker = stack.start_worker()
+    (worker,) = stack.workers
     project_id, key = stack.new_project()
     model = f"fake/redis-restart?latency_ms={LATENCY_MS}&run={uuid.uuid4().hex[:8]}"
     submitter = Submitter(stack.api_url, key, model)
 
+    _, waiting_key = stack.new_project()
+    waiting = WaitingCalls(stack.api_url, waiting_key, model)
+    waiting.start(WAITING)  # callers waiting for their results across the fault
     first = submitter.start(range(CALLS // 2))
     deadline = time.monotonic() + 30
-    while fake_provider.requests_for(model) < CALLS // 4:  # jobs in flight, acknowledged late
+    while fake_provider.requests_for(model) < WAITING + CALLS // 4:  # jobs in flight, acknowledged late
         assert time.monotonic() < deadline, "the worker never had calls in flight"
         time.sleep(0.05)
     second = submitter.start(range(CALLS // 2, CALLS))  # the rest keeps coming through the outage
@@ -64,13 +68,17 @@ def test_redis_fault_under_load(fault, fault_stack, private_redis, fake_provider
     ended = time.monotonic() - restarted
     print(f"redis {fault.__name__}: refused {dict(submitter.refusals)}; all ended {ended:.1f} s after")
 
+    answers = waiting.join()
+    assert [getattr(answer, "status_code", answer) for answer in answers] == [200] * WAITING
+    assert all(answer.json()["message"] and answer.json()["cost"]["generation"] > 0 for answer in answers)
+
     assert worker.poll() is None, "the worker exited at the Redis restart"
     ledger = Ledger.read(stack.db, accepted)
     assert ledger.problems() == []
-    assert fake_provider.requests_for(model) == CALLS  # no job was run twice
+    assert fake_provider.requests_for(model) == CALLS + WAITING  # no job was run twice
 
     # Still consuming: a call sent now is run by the same worker.
     with httpx.Client(base_url=stack.api_url + "/v2", headers={"Authorization": f"Bearer {key}"}) as client:
         response = client.post("/call", json={"name": "after", "input": "x", "model": model}, timeout=30)
     assert response.status_code == 200, response.text
-    assert fake_provider.requests_for(model) == CALLS + 1
+    assert fake_provider.requests_for(model) == CALLS + WAITING + 1

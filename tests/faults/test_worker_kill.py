@@ -11,7 +11,7 @@ import pytest
 
 from tests.faults.load import Ledger, Submitter, project_job_ids, wait_until_final
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.workers(2)]
 
 CALLS = 100
 LATENCY_MS = 2000
@@ -20,21 +20,19 @@ BOUND_SECONDS = 30  # from the kill until every accepted job has ended (lease 2 
 
 def test_worker_sigkill_under_load(fault_stack, fake_provider):
     stack = fault_stack
-    doomed = stack.start_worker()
+    doomed, survivor = stack.workers
     project_id, key = stack.new_project()
     model = f"fake/worker-kill?latency_ms={LATENCY_MS}&run={uuid.uuid4().hex[:8]}"
     submitter = Submitter(stack.api_url, key, model)
 
     submitter.submit_all(range(CALLS // 2))
     deadline = time.monotonic() + 30
-    while fake_provider.requests_for(model) < CALLS // 2:  # all of them running on the doomed worker
+    while fake_provider.requests_for(model) < CALLS // 2:  # all of them running, most on the doomed worker
         assert time.monotonic() < deadline, "the worker never had every call in flight"
         time.sleep(0.05)
     stack.kill(doomed)
     killed = time.monotonic()
-    rest = submitter.start(range(CALLS // 2, CALLS))  # the rest arrives while no worker is up
-    survivor = stack.start_worker()
-    rest.join()
+    submitter.submit_all(range(CALLS // 2, CALLS))  # the rest arrives after the kill
 
     assert submitter.unexpected == []
     accepted = sorted(submitter.accepted.values())
