@@ -53,7 +53,13 @@ def private_postgres():
 
 @pytest.fixture
 def pg_fault_stack(fake_provider, private_redis, private_postgres) -> ProcessStack:
-    """The API and a worker on a private Redis and a private Postgres cluster the test may restart."""
-    stack = start_process_stack(private_postgres.url, private_redis.url, fake_provider.url, **FAST_RECOVERY)
+    """The API and a worker on a private Redis and a private Postgres cluster the test may restart.
+
+    The worker has 20 job slots, so messages are still waiting when the database goes away and some
+    are delivered during the outage; and a lost message is sent again only after the default 5
+    minutes, so one dropped instead of handed back to the queue fails the test."""
+    overrides = {**FAST_RECOVERY, "CONVEYOR_STRANDED_AFTER": "300"}
+    stack = start_process_stack(private_postgres.url, private_redis.url, fake_provider.url, workers=0, **overrides)
+    stack.start_worker(concurrency=20)
     yield stack
     stack.stop()
