@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LOGS = os.environ.get("CONVEYOR_TEST_WORKER_LOGS")
 
 
-def _output(name: str, directory: Path):  # noqa: ANN202 - a file or DEVNULL
-    if LOGS:
+def _output(name: str, directory: Path | None):  # noqa: ANN202 - a file or DEVNULL
+    if directory is not None:
         return open(directory / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
     return subprocess.DEVNULL
 
@@ -82,7 +82,7 @@ class ProcessStack:
     env: dict[str, str]
     settings: Settings
     db: Database
-    logs: Path
+    logs: Path | None  # with CONVEYOR_TEST_WORKER_LOGS: each process's output, kept after the test
     api_url: str = ""
     api: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
@@ -176,7 +176,7 @@ def start_process_stack(
         for name, value in saved.items():
             os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
     run_migrations(settings.database_url)
-    logs = Path(tempfile.mkdtemp(prefix="conveyor-fault-logs-"))
+    logs = Path(tempfile.mkdtemp(prefix="conveyor-fault-logs-")) if LOGS else None
     if LOGS:
         print(f"fault suite logs in {logs}", file=sys.stderr)
     stack = ProcessStack(env=env, settings=settings, db=Database(settings.database_url), logs=logs)
