@@ -7,6 +7,21 @@ message is followed by one RPOP of up to `BULK_READ` more from the same queue (n
 prefetch room left), and all of them are recorded as unacknowledged in one pipeline before any is
 delivered. Everything else (acks, restoring unacknowledged messages, visibility timeout, queue
 rotation) is kombu's own. Only the worker consumes with it; publishing is unchanged.
+
+It also keeps a worker alive through a Redis restart with jobs in flight (issue 15). When Celery's
+consumer loses the broker it collects the connection: that closes the channel, which fails early
+(deleting the auto-delete remote-control queue needs Redis) and so stays open, and then detaches the
+transport from its kombu `Connection` (`transport.client = None`). The consumer then closes the
+connection, hence the channel again; a channel still holding unacknowledged (late-ack) messages
+restores them, and kombu's Redis channel builds a new connection pool for that from
+`self.connection.client.hostname`: an AttributeError, not a connection error, so it escaped the
+consumer's recovery and the worker shut down ("Unrecoverable error ... 'NoneType' object has no
+attribute 'hostname'"). Idle workers have nothing to restore, so they survived. The same happened to
+every ack of a job that ended after the loss, as the old channel's messages ack through it. Here a
+channel remembers the address it was opened with, so a closed channel can still ack its messages
+when their jobs end, and a restore that cannot reach Redis leaves the messages unacknowledged in
+Redis (acked when their jobs end, else redelivered after the visibility timeout, their jobs
+recovered sooner by the lease sweep) instead of failing the close.
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ from time import time
 from typing import Any
 
 import redis
+from kombu import Connection
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -35,16 +51,39 @@ class BulkQoS(kombu_redis.QoS):
         self._recorded: set[str] = set()
 
     def record_unacked(self, payloads: list[dict[str, Any]]) -> None:
-        """Kombu's unacknowledged index for messages about to be delivered, in one round trip."""
+        """Kombu's unacknowledged index for messages about to be delivered, in one round trip.
+
+        Should Redis go away between the pop and this write, the messages are delivered all the same:
+        they are off the queue already, and running them is better than dropping them (a crash before
+        they end leaves their jobs to the lease and stranded-job sweeps, as for a lost message)."""
         now = time()
-        with self.pipe_or_acquire() as pipe:
-            for payload in payloads:
-                properties = payload["properties"]
-                tag, info = properties["delivery_tag"], properties["delivery_info"]
-                pipe.zadd(self.unacked_index_key, {tag: now})
-                pipe.hset(self.unacked_key, tag, dumps([payload, info["exchange"], info["routing_key"]]))
-            pipe.execute()
+        try:
+            with self.pipe_or_acquire() as pipe:
+                for payload in payloads:
+                    properties = payload["properties"]
+                    tag, info = properties["delivery_tag"], properties["delivery_info"]
+                    pipe.zadd(self.unacked_index_key, {tag: now})
+                    pipe.hset(self.unacked_key, tag, dumps([payload, info["exchange"], info["routing_key"]]))
+                pipe.execute()
+        except self.channel.connection_errors as exc:
+            log.warning(
+                "broker unreachable after popping messages: delivered without a redelivery record",
+                extra={"count": len(payloads), "error": repr(exc)},
+            )
         self._recorded.update(payload["properties"]["delivery_tag"] for payload in payloads)
+
+    def restore_unacked_once(self, stderr: Any = None) -> None:
+        """Hand back unacknowledged messages at close, unless Redis is unreachable (a lost connection):
+        then they stay in Redis's unacknowledged index, and their jobs, still running here, ack them."""
+        try:
+            super().restore_unacked_once(stderr)
+        except self.channel.connection_errors as exc:
+            log.warning(
+                "broker unreachable at channel close: %d messages in flight stay unacknowledged in Redis "
+                "(acked when their jobs end, else redelivered)",
+                len(self._delivered),
+                extra={"error": repr(exc)},
+            )
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self._recorded:
@@ -57,6 +96,20 @@ class BulkQoS(kombu_redis.QoS):
 class BulkChannel(kombu_redis.Channel):
     QoS = BulkQoS
     bulk_reads = True  # off for good once the server refuses RPOP's count (Redis before 6.2)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._opened_with: dict[bool, dict[str, Any]] = {}
+        super().__init__(*args, **kwargs)
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """Kombu's connection parameters, remembered: once the consumer has collected a lost connection
+        the transport no longer knows its address, and this channel must still ack its jobs' messages."""
+        transport = self.connection
+        if (transport is None or transport.client is None) and asynchronous in self._opened_with:
+            return dict(self._opened_with[asynchronous])
+        params = super()._connparams(asynchronous=asynchronous)
+        self._opened_with[asynchronous] = dict(params)
+        return params
 
     def _brpop_read(self, **options: Any) -> bool:
         # kombu's own, but for `_read_more` and the one `record_unacked` (kombu 5.7).
@@ -97,3 +150,18 @@ class BulkChannel(kombu_redis.Channel):
 
 class BulkTransport(kombu_redis.Transport):
     Channel = BulkChannel
+
+
+class PromptlyReconnecting(Connection):
+    """A broker connection whose reconnection attempts come every 0.5 s, rising by 0.5 s to 5 s.
+
+    Celery's consumer reconnects with kombu's defaults, 2 s rising by 2 s to 30 s: a Redis that was
+    away for 2.1 s was found again only 6 s after it left, and after a longer outage up to 30 s after
+    it was back. A connection attempt to a local Redis costs a refused connect; a worker that misses
+    a minute of work costs far more."""
+
+    def ensure_connection(self, *args: Any, **kwargs: Any) -> Connection:
+        kwargs.setdefault("interval_start", 0.5)
+        kwargs.setdefault("interval_step", 0.5)
+        kwargs.setdefault("interval_max", 5.0)
+        return super().ensure_connection(*args, **kwargs)

@@ -33,6 +33,11 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        # A worker outlives any Redis outage (Celery's default gives up after 100 attempts, ~50 min), and
+        # jobs running when the connection drops keep running: their results are written to the database
+        # and their messages acked once Redis is back (workers/broker.py); a redelivery meets the lease.
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         # Pooled broker connections for publishing. (None would *disable* the pool: a new connection and
         # queue declaration per enqueued job, measured as a third of the API's CPU time per call.)
         broker_pool_limit=64,

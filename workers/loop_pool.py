@@ -8,11 +8,16 @@ coroutines on the runtime's loop instead; any other task (webhook sends) runs on
 Celery's contract is kept: a message is acknowledged when its task ends (late ack), so the worker
 reserves at most `concurrency` messages and a message still unacknowledged when the process dies
 goes back to the queue. A task that raises is logged and acknowledged, as Celery does by default;
-its job is recovered through its lease (see workers/runner.py).
+its job is recovered through its lease (see workers/runner.py). Except when it raised because the
+database or Redis could not be reached: then its message goes back to the queue after a pause. A job
+whose claim failed that way holds no lease, and its acknowledged message would have left it queued
+until the stranded-job resend (CONVEYOR_STRANDED_AFTER, 5 minutes); a job that was claimed is
+recovered through its lease as before, and the extra message meets a lease or a final job (a no-op).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -22,16 +27,26 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any
 
+import redis
+from billiard.einfo import ExceptionInfo
 from celery import Celery
 from celery.concurrency.base import BasePool, apply_target
 from celery.concurrency.thread import ApplyResult
+from celery.exceptions import Reject
 from kombu.serialization import loads, prepare_accept_content
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from workers.event_loop import EventLoopThread
 
 log = logging.getLogger("conveyor.worker")
 
 CoroutineBody = Callable[..., Awaitable[Any]]
+
+# A task that raised one of these could not reach the database or Redis: not its job's fault.
+UNREACHABLE = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+# How long such a message waits before it goes back to the queue: a store that is away is not
+# hammered by the same messages in a loop, and one that is back soon gets them within seconds.
+REQUEUE_AFTER_SECONDS = 2.0
 
 
 class LoopTasks:
@@ -102,10 +117,29 @@ class LoopPool(BasePool):
         if future.cancelled():
             return  # the loop was stopped under it: unacknowledged, the message goes back to the queue
         error = future.exception()
+        if isinstance(error, UNREACHABLE) and callback is not None:
+            log.warning(
+                "task could not reach the database or Redis; its message goes back to the queue",
+                extra={"task": name, "task_id": task_id, "error": repr(error)[:300]},
+            )
+            self.tasks.loop.loop.call_soon_threadsafe(
+                self.tasks.loop.loop.call_later, REQUEUE_AFTER_SECONDS, self._requeue, callback, started
+            )
+            return
         if error is not None:
             log.error("task raised", exc_info=error, extra={"task": name, "task_id": task_id})
         if callback is not None:
             self._acks.submit(callback, (0, None, time.monotonic() - started))
+
+    def _requeue(self, callback: Callable[..., Any], started: float) -> None:
+        """Celery's own path for a task that rejects its message with requeue (`Request.on_failure`)."""
+        try:
+            raise Reject("the database or Redis was unreachable", requeue=True)
+        except Reject:
+            failure = ExceptionInfo()
+        # Shutting down: left unacknowledged, the message is handed back when the channel closes.
+        with contextlib.suppress(RuntimeError):
+            self._acks.submit(callback, (1, failure, time.monotonic() - started))
 
     def on_stop(self) -> None:
         """Warm shutdown: let running tasks end and be acknowledged, as the thread pool does."""

@@ -6,6 +6,7 @@ import logging
 import os
 import resource
 import socket
+from datetime import timedelta
 
 from celery.signals import worker_ready
 
@@ -71,6 +72,7 @@ def run_worker(
     app.conf.worker_pool = loop_pool(loop_tasks)
     # The backlog is read many messages per round trip (workers/broker.py).
     app.conf.broker_transport = broker.TRANSPORT
+    app.amqp.Connection = broker.PromptlyReconnecting  # back within 5 s of Redis returning
     register_webhook_tasks(app, runtime)
     sweeper = LeaseSweeper(
         JobRecovery(runtime.db),
@@ -80,6 +82,7 @@ def run_worker(
         dispatcher=runtime.dispatcher,
         webhook_interval_seconds=settings.webhook_poll_interval_seconds,
         batches=duties,
+        stranded_after=timedelta(seconds=settings.stranded_after_seconds),
     )
     sweeper.start()
     presence = keys.worker_presence(socket.gethostname(), os.getpid())

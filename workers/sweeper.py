@@ -1,8 +1,9 @@
 """The worker's periodic duties, on one background thread.
 
 - Jobs whose worker died go back on the queue, well before the broker's visibility timeout would.
-- Interactive jobs still queued after `STRANDED_AFTER` have their message sent again: an API that
-  died between writing a job and enqueueing it would otherwise leave it queued for ever.
+- Interactive jobs still queued after `stranded_after` (CONVEYOR_STRANDED_AFTER, 5 minutes) have their
+  message sent again: an API that died between writing a job and enqueueing it, or a message lost in
+  transit when a broker connection was cut, would otherwise leave it queued for ever.
 - Webhook deliveries whose retry is due are dispatched (the schedule lives in the database, not in
   broker ETAs, which the Redis broker would hold in worker memory and redeliver after the
   visibility timeout), and deliveries whose sender died mid-send become due again.
@@ -92,8 +93,10 @@ class LeaseSweeper:
         dispatcher: WebhookDispatcher | None = None,
         webhook_interval_seconds: float = 1.0,
         batches: BatchDuties | None = None,
+        stranded_after: timedelta = STRANDED_AFTER,
     ) -> None:
         self.recovery = recovery
+        self.stranded_after = stranded_after
         self.celery = celery
         self.interval = interval_seconds
         self.deliveries = deliveries
@@ -120,7 +123,7 @@ class LeaseSweeper:
         return [job.id for job in requeued]
 
     def resend_stranded_once(self) -> int:
-        stranded = self.recovery.resend_stranded(queued_before=utcnow() - STRANDED_AFTER)
+        stranded = self.recovery.resend_stranded(queued_before=utcnow() - self.stranded_after)
         for job_id in stranded:
             self.celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
         if stranded:
