@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,11 +51,10 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail), exc.detail, exc.headers
         )
 
-    @app.exception_handler(OperationalError)
-    async def database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         # The database refused or dropped the connection (down, restarting, out of connections):
         # nothing was half-written (every write is one transaction), so the caller may simply retry.
-        log.warning("database unavailable", extra={"error": str(exc.orig)[:200]})
+        log.warning("database unavailable", extra={"error": str(getattr(exc, "orig", exc))[:200]})
         return error_response(
             503,
             "ServiceUnavailableError",
@@ -61,6 +62,10 @@ def install_error_handlers(app: FastAPI) -> None:
             "database: connection refused or exhausted",
             headers={"Retry-After": "1"},
         )
+
+    # SQLAlchemy's, and psycopg's own from the API's async job writer (store/async_jobs.py).
+    for unavailable in (OperationalError, psycopg.OperationalError, PoolTimeout):
+        app.add_exception_handler(unavailable, database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -24,6 +24,7 @@ from app.services.task_builder import build_task, function_call_request, functio
 from app.services.waiter import Announcement, JobWaiter
 from app.store.async_jobs import AsyncJobWriter
 from app.store.functions import FunctionRepository, matches_revision
+from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobRecord, JobRepository, NewJob
 from app.store.projects import ProjectRef
 from app.store.spans import SpanRepository
@@ -61,13 +62,21 @@ class CallService:
             )
         )
 
-    async def submit(self, project: ProjectRef, request: CallRequest, *, durable: bool = True) -> JobRecord:
-        """Validate and record a call as a queued job (`enqueue` sends it). BadRequest before any write.
+    async def submit(
+        self,
+        project: ProjectRef,
+        request: CallRequest,
+        *,
+        durable: bool = True,
+        delivery: DeliveryOptions = DeliveryOptions(),
+    ) -> JobRecord:
+        """Validate and record a call as a queued job (`enqueue` sends it), with how it is delivered, in
+        one statement. BadRequest before any write.
 
         `durable=False` only for a caller that answers with the job's result or an error, never with
         the job itself before `jobs.make_durable(job.id)` (JobRepository.create says why)."""
         if self.catalog_cache is not None and self.catalog is not None:
-            job = await self._submit_cached(project, request, durable)
+            job = await self._submit_cached(project, request, durable, delivery)
             if job is not None:
                 return job
         task = await self._build_task(project, request)
@@ -75,9 +84,13 @@ class CallService:
         ref = await run_in_threadpool(
             self.functions.ensure_for_call, project.id, request.name, function_definition(request)
         )
-        return await self._record(project, task, parent, trace_id, ref.function_id, ref.revision_id, durable=durable)
+        return await self._record(
+            project, task, parent, trace_id, ref.function_id, ref.revision_id, durable=durable, delivery=delivery
+        )
 
-    async def _submit_cached(self, project: ProjectRef, request: CallRequest, durable: bool) -> JobRecord | None:
+    async def _submit_cached(
+        self, project: ProjectRef, request: CallRequest, durable: bool, delivery: DeliveryOptions
+    ) -> JobRecord | None:
         """The usual call (a known function's current definition) resolved from the process's catalog
         copy, on the event loop, its job written only if that copy is current. None: resolve it the
         long way (a new function or revision, or a catalog that keeps changing under us)."""
@@ -110,6 +123,7 @@ class CallService:
                 current.revision_id,
                 catalog_version=snapshot.version,
                 durable=durable,
+                delivery=delivery,
             )
             if job is not None:
                 return job
@@ -117,7 +131,13 @@ class CallService:
         return None
 
     async def submit_function_call(
-        self, project: ProjectRef, function_id: str, revision_id: str | None, body: FunctionCallRequest
+        self,
+        project: ProjectRef,
+        function_id: str,
+        revision_id: str | None,
+        body: FunctionCallRequest,
+        *,
+        delivery: DeliveryOptions = DeliveryOptions(),
     ) -> JobRecord:
         """Validate and record (not enqueue) a call of a stored function, at `revision_id` or its latest.
 
@@ -131,7 +151,7 @@ class CallService:
         request = function_call_request(function, body)
         task = await self._build_task(project, request)
         parent, trace_id = await self._trace_for(project, request)
-        return await self._record(project, task, parent, trace_id, function.id, function.revision_id)
+        return await self._record(project, task, parent, trace_id, function.id, function.revision_id, delivery=delivery)
 
     async def resolve_call(self, project: ProjectRef, request: CallRequest) -> ResolvedTask:
         """What `submit` resolves (models expanded, schemas and configuration checked, the function
@@ -172,6 +192,7 @@ class CallService:
         revision_id: str | None,
         catalog_version: int | None = None,
         durable: bool = True,
+        delivery: DeliveryOptions = DeliveryOptions(),
     ) -> JobRecord | None:
         """The queued job; None only with `catalog_version`, when the project's catalog moved past it."""
         new = NewJob(
@@ -181,6 +202,7 @@ class CallService:
             function_id=function_id,
             revision_id=revision_id,
             parent_span_id=parent,
+            delivery=delivery,
         )
         if self.job_writer is not None and catalog_version is not None:
             return await self.job_writer.create(new, catalog_version=catalog_version, durable=durable)

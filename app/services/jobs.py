@@ -28,7 +28,8 @@ from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
 from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets
 from app.store import keys
-from app.store.jobs import DeliveryOptions, JobFilters, JobRecord, JobRepository
+from app.store.job_records import DeliveryOptions
+from app.store.jobs import JobFilters, JobRecord, JobRepository
 from app.store.projects import ProjectRef
 from app.store.spans import call_span
 from app.store.tables import JobStatus
@@ -167,14 +168,14 @@ class JobService:
                         "cannot be combined with function_id (the stored definition applies)", field_name=given[0]
                     )
                 body = request.function_call()
-                job = await self.calls.submit_function_call(project, request.function_id, request.revision_id, body)
+                return await self.calls.submit_function_call(
+                    project, request.function_id, request.revision_id, body, delivery=options
+                )
             elif request.revision_id is not None:
                 raise BadRequest("is only meaningful with function_id", field_name="revision_id")
             elif request.name is None:
                 raise BadRequest("is required unless function_id is given", field_name="name")
-            else:
-                job = await self.calls.submit(project, request.call_request())
-            return await run_in_threadpool(self.jobs.attach_delivery, job.id, options)
+            return await self.calls.submit(project, request.call_request(), delivery=options)
 
         accepted = await self.guard.accept(project, idempotency_key, "POST /v2/jobs", request, create)
         if accepted.replayed:

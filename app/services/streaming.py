@@ -25,9 +25,12 @@ from app.schemas.functions import FunctionCallRequest
 from app.services.calls import CallService
 from app.services.json_deltas import JsonDeltaParser
 from app.services.stream_hub import StreamHub
-from app.store.jobs import DeliveryOptions, JobRecord, JobRepository
+from app.store.job_records import DeliveryOptions
+from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
 from app.store.tables import JobStatus
+
+STREAMED = DeliveryOptions(stream=True)  # written with the job: its worker publishes deltas as they come
 
 Chunk = dict[str, Any]
 _SCALAR_TYPES = {"string", "number", "integer", "boolean", "null"}
@@ -102,17 +105,16 @@ class StreamService:
 
     async def open_call(self, project: ProjectRef, request: CallRequest) -> AsyncIterator[str]:
         """Validate and start a streamed call (errors here are ordinary JSON errors); its SSE events."""
-        job = await self.calls.submit(project, request)
+        job = await self.calls.submit(project, request, delivery=STREAMED)
         return await self._open(job, function=False)
 
     async def open_function_call(
         self, project: ProjectRef, function_id: str, revision_id: str | None, body: FunctionCallRequest
     ) -> AsyncIterator[str]:
-        job = await self.calls.submit_function_call(project, function_id, revision_id, body)
+        job = await self.calls.submit_function_call(project, function_id, revision_id, body, delivery=STREAMED)
         return await self._open(job, function=True)
 
     async def _open(self, job: JobRecord, *, function: bool) -> AsyncIterator[str]:
-        job = await run_in_threadpool(self.jobs.attach_delivery, job.id, DeliveryOptions(stream=True))
         subscription = self.hub.subscription(job.id)
         try:
             queue = await subscription.__aenter__()

@@ -11,6 +11,16 @@ from app.store.tables import Base, JobStatus, Span
 
 
 @dataclass(frozen=True)
+class DeliveryOptions:
+    """How a submitted job's outcome is delivered, besides being stored."""
+
+    stream: bool = False
+    webhook_url: str | None = None
+    webhook_secrets: tuple[str, ...] = ()
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class NewJob:
     project_id: str
     task: dict[str, Any]
@@ -18,6 +28,7 @@ class NewJob:
     function_id: str | None = None
     revision_id: str | None = None
     parent_span_id: str | None = None
+    delivery: DeliveryOptions = DeliveryOptions()
 
 
 @dataclass(frozen=True)
@@ -75,16 +86,6 @@ class JobRecord:
             batch_id=job.batch_id,
             custom_id=job.custom_id,
         )
-
-
-@dataclass(frozen=True)
-class DeliveryOptions:
-    """How a submitted job's outcome is delivered, besides being stored."""
-
-    stream: bool = False
-    webhook_url: str | None = None
-    webhook_secrets: tuple[str, ...] = ()
-    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from app.store import batch_counters
 from app.store.batch_counters import CounterDelta
 from app.store.db import Database
-from app.store.job_records import Claim, DeliveryOptions, Finish, JobFilters, JobRecord, NewJob
+from app.store.job_records import Claim, Finish, JobFilters, JobRecord, NewJob
 from app.store.rows import insert_objects
 from app.store.tables import Base, Function, Job, JobStatus, Project, Span, new_id, utcnow
 
@@ -45,6 +45,9 @@ _NEW_JOB_COLUMNS = (
     "delivery_attempts",
     "created_at",
     "stream",
+    "webhook_url",
+    "webhook_secrets",
+    "meta",
 )
 
 
@@ -136,7 +139,10 @@ def new_job_values(new: NewJob) -> dict[str, Any]:
         "status": JobStatus.queued,
         "delivery_attempts": 0,
         "created_at": utcnow(),
-        "stream": False,
+        "stream": new.delivery.stream,
+        "webhook_url": new.delivery.webhook_url,
+        "webhook_secrets": list(new.delivery.webhook_secrets) or None,
+        "meta": new.delivery.meta,
     }
 
 
@@ -169,22 +175,6 @@ class JobRepository:
         if self.db.engine.dialect.name == "postgresql":
             with self.db.connection() as connection:
                 connection.execute(_TOUCH, {"p_id": job_id})
-
-    def attach_delivery(self, job_id: str, options: DeliveryOptions) -> JobRecord:
-        """Record how a just-submitted (still queued, not yet enqueued) job is to be delivered."""
-        with self.db.transaction() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    stream=options.stream,
-                    webhook_url=options.webhook_url,
-                    webhook_secrets=list(options.webhook_secrets) or None,
-                    meta=options.meta,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            return JobRecord.of(session.get(Job, job_id))
 
     def get(self, job_id: str, *, project_id: str | None = None) -> JobRecord | None:
         """A job by id; with `project_id`, only when it belongs to that project."""
