@@ -7,6 +7,7 @@ at once: every wait is an `asyncio.sleep`, and the per-request work is a few dic
     POST /v1/chat/completions   OpenAI (non-stream, or SSE ending with `data: [DONE]`)
     POST /v1/messages           Anthropic (non-stream, or its event stream)
     POST /v1/embeddings         OpenAI embeddings: bag-of-words hashed vectors (similar words, similar vectors)
+    POST /v1/files, /v1/batches OpenAI's Files + Batch API (app/providers/fake_batches.py)
     GET  /healthz               liveness
     GET  /stats                 counters and the last requests received (secrets redacted)
     POST /stats/reset           zero the counters and the fail_times tallies
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from app.providers.fake_batches import FakeBatchAPI, FakeBatchStore
 from app.providers.fake_formats import AnthropicFormat, EmbeddingsFormat, FakeReply, OpenAIFormat, WireFormat
 from app.providers.fake_script import FakeScript, ScriptError, plan_answer
 from app.providers.fake_state import FakeState
@@ -60,15 +62,17 @@ class _EventStream(StreamingResponse):
             self._on_close()
 
 
-def create_fake_provider_app(rate_limit_per_second: float | None = None) -> Starlette:
-    """The ASGI app. `rate_limit_per_second` caps model requests server-wide; the excess gets 429s."""
+def create_fake_provider_app(rate_limit_per_second: float | None = None, batch_seconds: float = 0.5) -> Starlette:
+    """The ASGI app. `rate_limit_per_second` caps model requests server-wide; the excess gets 429s.
+    Provider batches finish `batch_seconds` after they were created (or as their lines' scripts say)."""
     state = FakeState(rate_limit_per_second)
+    batch_store = FakeBatchStore(batch_seconds=batch_seconds)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def stats(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
+        return JSONResponse({**state.snapshot(), "batches": batch_store.snapshot()})
 
     async def reset(request: Request) -> Response:
         state.reset()
@@ -90,9 +94,11 @@ def create_fake_provider_app(rate_limit_per_second: float | None = None) -> Star
         Route("/stats/reset", reset, methods=["POST"]),
         model_route(OpenAIFormat()),
         model_route(AnthropicFormat()),
+        *FakeBatchAPI(state, batch_store).routes(),
     ]
     app = Starlette(routes=routes)
     app.state.fake = state
+    app.state.fake_batches = batch_store
     return app
 
 

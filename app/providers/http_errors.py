@@ -156,3 +156,8 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "<redacted>")
     return text
+
+
+def error_for_status(model: str, status: int, body: str, *, secrets: Iterable[str] = ()) -> ProviderError:
+    """The ProviderError for a non-2xx answer read from elsewhere than a response (a provider batch's line)."""
+    return _error_for_status(model, status, body, httpx.Headers(), tuple(secrets))

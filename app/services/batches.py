@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -27,6 +27,7 @@ from app.schemas.paging import Page
 from app.services.batch_completion import BatchCompletion
 from app.services.batch_dispatch import BATCH_CANCELLED_ERROR
 from app.services.batch_intake import BatchIntake, ItemChecker, jsonl_values, listed_values
+from app.services.batch_routing import choose_execution
 from app.services.batch_upload import UploadedBatch
 from app.services.calls import CallService, ResolvedTask
 from app.services.idempotency import IdempotencyGuard
@@ -34,6 +35,7 @@ from app.services.webhooks import check_webhook_url, parse_secrets
 from app.store.batches import BatchRecord, BatchRepository, NewBatch, NewItem
 from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
+from app.store.provider_batches import ProviderBatchRepository
 from app.store.tables import JobStatus
 from app.store.tables_batches import BatchStatus
 
@@ -83,9 +85,11 @@ class BatchService:
     guard: IdempotencyGuard
     completion: BatchCompletion
     intake: BatchIntake = field(init=False)
+    provider_batches: ProviderBatchRepository = field(init=False)
 
     def __post_init__(self) -> None:
         self.intake = BatchIntake(self.batches)
+        self.provider_batches = ProviderBatchRepository(self.batches.db)
 
     # --- submit ------------------------------------------------------------------------------------
 
@@ -132,6 +136,7 @@ class BatchService:
         async def create() -> JobRecord:
             resolved = await self._resolve(project, spec)
             template = {k: v for k, v in task_to_dict(resolved.task).items() if k not in ("input", "tags")}
+            execution = choose_execution(spec.execution, spec.completion_window, resolved.task, self.calls.resolver)
             new = NewBatch(
                 project_id=project.id,
                 task_template=template,
@@ -140,6 +145,7 @@ class BatchService:
                 webhook_url=spec.webhook.url if spec.webhook else None,
                 meta=spec.metadata,
                 completion_window=spec.completion_window,
+                execution=execution,
             )
             checker = ItemChecker(resolved.task.input_schema, dict(resolved.task.tags))
             result = await run_in_threadpool(
@@ -177,13 +183,20 @@ class BatchService:
         batch = await run_in_threadpool(self.batches.get, batch_id, project_id=project.id)
         if batch is None:
             raise NotFound("batch not found", detail=f"batch_id: no batch {batch_id} in this project")
-        return batch
+        return await self._with_provider_batches(batch)
+
+    async def _with_provider_batches(self, batch: BatchRecord) -> BatchRecord:
+        if batch.execution != "provider":
+            return batch
+        found = await run_in_threadpool(self.provider_batches.of_batch, batch.id)
+        return replace(batch, provider_batches=tuple(found))
 
     async def find(self, project: ProjectRef, statuses: list[str], page: Page) -> tuple[list[BatchRecord], int]:
         wanted = parse_statuses(statuses, BatchStatus, "status")
-        return await run_in_threadpool(
+        found, total = await run_in_threadpool(
             lambda: self.batches.find(project.id, wanted, offset=page.offset, limit=page.limit)
         )
+        return [await self._with_provider_batches(batch) for batch in found], total
 
     async def results(self, project: ProjectRef, batch_id: str, statuses: list[str]) -> AsyncIterator[bytes]:
         """NDJSON lines of the items (in submission order), a page of rows at a time. 404 before any byte."""
@@ -239,6 +252,7 @@ class BatchService:
             webhook_url=old.webhook_url,
             meta=old.meta,
             completion_window=old.completion_window,
+            execution=old.execution,
         )
         secrets = list(anchor.webhook_secrets) if anchor is not None else []
         result = await run_in_threadpool(

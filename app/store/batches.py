@@ -30,6 +30,7 @@ class NewBatch:
     webhook_url: str | None = None
     meta: dict[str, Any] | None = None
     completion_window: str | None = None
+    execution: str = "queue"  # or "provider"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class BatchRecord:
     cancel_requested_at: datetime | None
     finished_at: datetime | None
     totals: BatchTotals = field(default_factory=BatchTotals)
+    execution: str = "queue"
+    provider_batches: tuple[Any, ...] = ()  # ProviderBatchRecords, where the reader attached them
 
     @property
     def queued(self) -> int:
@@ -85,6 +88,7 @@ class BatchRecord:
             cancel_requested_at=row.cancel_requested_at,
             finished_at=row.finished_at,
             totals=totals or BatchTotals(),
+            execution=row.execution or "queue",
         )
 
 
@@ -127,6 +131,7 @@ class BatchRepository:
                     webhook_url=new.webhook_url,
                     meta=new.meta,
                     completion_window=new.completion_window,
+                    execution=new.execution,
                     total=0,
                     invalid_count=0,
                     created_at=now,

@@ -188,6 +188,11 @@ class JobRepository:
         nothing: on an error nothing is written, and the caller may write each alone."""
         return self._end(_FINISH, JobStatus.running, finishes, lambda finish: {"p_token": finish.token})
 
+    def end_queued(self, endings: Sequence[Finish]) -> list[bool]:
+        """Queued jobs ended without a claim (a provider batch answered them): each only while still
+        queued, so an answer read twice ends its job once, and a cancelled job stays cancelled."""
+        return self._end(_END_FROM, JobStatus.queued, endings, lambda _: {"p_prior": JobStatus.queued})
+
     def cancel(
         self,
         job_id: str,

@@ -54,6 +54,8 @@ class Batch(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     completion_window: Mapped[str | None] = mapped_column(String(32))
+    # "queue" (the workers call the models) or "provider" (the providers' batch APIs); null: queue.
+    execution: Mapped[str | None] = mapped_column(String(16))
     total: Mapped[int] = mapped_column(Integer, default=0)
     invalid_count: Mapped[int] = mapped_column(Integer, default=0)
     invalid_items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)  # the first 100

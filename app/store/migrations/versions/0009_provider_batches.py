@@ -1,0 +1,61 @@
+"""provider batches: a batch's execution mode, and its requests sent through providers' batch APIs
+
+Revision ID: 0009_provider_batches
+Revises: 0008
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import app.store.tables
+
+revision = "0009_provider_batches"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+_STATE = sa.Enum(
+    "preparing", "submitted", "collected", "cancelled", name="providerbatchstate", native_enum=False, length=16
+)
+
+
+def _utc() -> sa.types.TypeEngine:
+    return app.store.tables.UTCDateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.add_column("batches", sa.Column("execution", sa.String(length=16), nullable=True))
+    op.create_table(
+        "provider_batches",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("batch_id", sa.String(length=36), nullable=False),
+        sa.Column("model", sa.String(length=512), nullable=False),
+        sa.Column("state", _STATE, nullable=False),
+        sa.Column("external_id", sa.String(length=255), nullable=True),
+        sa.Column("external_state", sa.String(length=64), nullable=True),
+        sa.Column("item_count", sa.Integer(), nullable=False),
+        sa.Column("created_at", _utc(), nullable=False),
+        sa.Column("updated_at", _utc(), nullable=False),
+        sa.ForeignKeyConstraint(["batch_id"], ["batches.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_provider_batches_batch", "provider_batches", ["batch_id"], unique=False)
+    op.create_index("ix_provider_batches_state", "provider_batches", ["state"], unique=False)
+    op.create_table(
+        "provider_batch_items",
+        sa.Column("job_id", sa.String(length=36), nullable=False),
+        sa.Column("provider_batch_id", sa.String(length=36), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["provider_batch_id"], ["provider_batches.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("job_id"),
+    )
+    op.create_index("ix_provider_batch_items_pbatch", "provider_batch_items", ["provider_batch_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_provider_batch_items_pbatch", table_name="provider_batch_items")
+    op.drop_table("provider_batch_items")
+    op.drop_index("ix_provider_batches_state", table_name="provider_batches")
+    op.drop_index("ix_provider_batches_batch", table_name="provider_batches")
+    op.drop_table("provider_batches")
+    op.drop_column("batches", "execution")
