@@ -157,8 +157,8 @@ class FakeBatchAPI:
         return Response(found[1], media_type="application/jsonl")
 
     async def create(self, request: Request) -> Response:
+        body = await request.json()  # read first: a held request goes on after its client died
         await self.store.held("create")
-        body = await request.json()
         found = self.store.files.get(str(body.get("input_file_id")))
         if found is None or found[0] != "batch":
             return _error(400, "input_file_id: no such file with purpose batch")

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -97,3 +98,63 @@ def test_a_provider_batch_gives_the_queue_results_at_half_the_cost(pstack, fake_
     assert batched["usage"] == queued["usage"]
     spans = generations(pstack, batched["id"])
     assert len(spans) == 20 and all(len(attempts) == 1 for attempts in spans.values())
+
+
+def test_answers_out_of_schema_are_re_asked_and_errors_fall_back(pstack, fake_provider):
+    """Out of schema: the re-ask goes out synchronously (ordinary price) after the half-price answer.
+    Errored lines move on to the next model of the chain; expired lines run afresh on the first."""
+    with pstack.client(pstack.new_key()) as client:
+        violating = submit(client, model("reask", schema_violation="first"), 5, execution="provider")
+        failing = submit(client, [model("down", fail="500"), model("backup")], 5, execution="provider")
+        expiring = submit(client, model("late", batch_expire="1"), 5, execution="provider")
+        ended = [
+            wait_for(client, b["id"], lambda b: b["status"] == "completed") for b in (violating, failing, expiring)
+        ]
+    assert all(b["counts"]["succeeded"] == 5 for b in ended)
+    reasked, fell_back, expired = (generations(pstack, b["id"]) for b in ended)
+    for attempts in reasked.values():
+        first, second = attempts
+        assert first.error and "output schema" in first.error and second.error is None
+        # The batch answer at half price, the re-ask at the full price of the same model.
+        full = (first.input_tokens * 0.5 + first.output_tokens * 1.5) / 1e6
+        assert first.cost_generation == pytest.approx(full / 2)
+        assert second.cost_generation == pytest.approx((second.input_tokens * 0.5 + second.output_tokens * 1.5) / 1e6)
+    for attempts in fell_back.values():
+        down, backup = attempts
+        assert "500" in down.error and down.cost_generation == 0 and down.model.startswith("fake/down")
+        assert backup.error is None and backup.model.startswith("fake/backup") and backup.cost_generation > 0
+    for attempts in expired.values():
+        [attempt] = attempts  # never answered by the batch: one ordinary attempt, at the ordinary price
+        assert attempt.cost_generation == pytest.approx(
+            (attempt.input_tokens * 0.5 + attempt.output_tokens * 1.5) / 1e6
+        )
+    assert ended[2]["provider_batches"][0]["provider_state"] == "expired"
+
+
+def test_a_batch_too_large_for_one_provider_batch_is_split(pstack, fake_provider):
+    with pstack.client(pstack.new_key()) as client:
+        batch = submit(client, model("split"), 1000, execution="provider")
+        batch = wait_for(client, batch["id"], lambda b: b["status"] == "completed", timeout=120)
+        lines = results(client, batch["id"])
+    assert batch["counts"]["succeeded"] == 1000
+    assert sorted(p["items"] for p in batch["provider_batches"]) == [100, 300, 300, 300]  # the limit is 300
+    assert all(p["state"] == "collected" for p in batch["provider_batches"])
+    assert len({p["provider_batch_id"] for p in batch["provider_batches"]}) == 4
+    assert len(lines) == 1000 and all(line["status"] == "succeeded" for line in lines.values())
+
+
+def test_cancel_cancels_the_provider_batch_and_bills_nothing(pstack, fake_provider):
+    with pstack.client(pstack.new_key()) as client:
+        batch = submit(client, model("slow", batch_ms="60000"), 10, execution="provider")
+        batch = wait_for(
+            client, batch["id"], lambda b: b["provider_batches"] and b["provider_batches"][0]["provider_batch_id"]
+        )
+        external = batch["provider_batches"][0]["provider_batch_id"]
+        cancelled = client.post(f"/batches/{batch['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled" and cancelled["counts"]["cancelled"] == 10  # at once
+        assert cancelled["cost"]["total"] == 0
+        batch = wait_for(client, batch["id"], lambda b: b["provider_batches"][0]["state"] == "cancelled")
+    assert batch["provider_batches"][0]["provider_state"] == "cancelled"
+    remote = httpx.get(f"{fake_provider.url}/v1/batches/{external}").json()
+    assert remote["status"] == "cancelled"
+    assert generations(pstack, batch["id"]) == {}
