@@ -158,3 +158,51 @@ def test_cancel_cancels_the_provider_batch_and_bills_nothing(pstack, fake_provid
     remote = httpx.get(f"{fake_provider.url}/v1/batches/{external}").json()
     assert remote["status"] == "cancelled"
     assert generations(pstack, batch["id"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("extra", "chosen"),
+    [
+        ({}, "queue"),  # auto, no window
+        ({"completion_window": "12h"}, "queue"),  # auto, too short a window for a provider batch
+        ({"completion_window": "24h"}, "provider"),
+        ({"completion_window": "2d", "execution": "auto"}, "provider"),
+        ({"completion_window": "24h", "execution": "queue"}, "queue"),
+        ({"execution": "provider"}, "provider"),
+    ],
+)
+def test_the_execution_is_chosen_from_the_window_and_shown(pstack, extra, chosen):
+    with pstack.client(pstack.new_key()) as client:
+        batch = submit(client, model("route"), 1, **extra)
+        assert batch["execution"] == chosen
+        ended = wait_for(client, batch["id"], lambda b: b["status"] == "completed")
+    assert ended["execution"] == chosen and ended["counts"]["succeeded"] == 1
+    assert len(ended["provider_batches"]) == (1 if chosen == "provider" else 0)
+
+
+def test_a_bad_execution_is_a_400_naming_the_field(pstack):
+    with pstack.client(pstack.new_key()) as client:
+        unknown = client.post(
+            "/batches",
+            json={
+                "function": {"name": "x", "model": "fake/a"},
+                "items": [{"custom_id": "a", "input": 1}],
+                "execution": "fast",
+            },
+        )
+        assert unknown.status_code == 400 and "execution" in json.dumps(unknown.json()["detail"])
+        # A custom model (an OpenAI-compatible server of the user's) has no batch API here.
+        custom = {"name": f"mine-{uuid.uuid4().hex[:6]}", "identifier": "llama", "extra": {"api_base": "http://x/v1"}}
+        created = client.post("/models/custom", json=custom)
+        assert created.status_code == 200, created.text
+        refused = client.post(
+            "/batches",
+            json={
+                "function": {"name": "x", "model": f"custom/{created.json()['id']}"},
+                "items": [{"custom_id": "a", "input": 1}],
+                "execution": "provider",
+            },
+        )
+        assert refused.status_code == 400 and refused.json()["detail"].startswith("execution:")
+        assert "no provider batch API" in refused.json()["message"]
+        assert client.get("/batches").json()["data"] == []  # nothing was kept
