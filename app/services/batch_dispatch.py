@@ -48,6 +48,13 @@ BATCH_CANCELLED_ERROR = {
     "status_code": 409,
 }
 
+BATCH_ABANDONED_ERROR = {
+    "type": "BatchCancelled",
+    "message": "the batch was cancelled while this item waited for rate-limit room or ran",
+    "detail": "its provider call, if any had been sent, was abandoned; the item was not billed",
+    "status_code": 409,
+}
+
 
 @dataclass(frozen=True)
 class DispatchPolicy:

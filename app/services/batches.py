@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -25,19 +27,22 @@ from app.schemas.calls import CallRequest
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.paging import Page
 from app.services.batch_completion import BatchCompletion
-from app.services.batch_dispatch import BATCH_CANCELLED_ERROR
+from app.services.batch_dispatch import BATCH_ABANDONED_ERROR, BATCH_CANCELLED_ERROR
 from app.services.batch_intake import BatchIntake, ItemChecker, jsonl_values, listed_values
 from app.services.batch_routing import choose_execution
 from app.services.batch_upload import UploadedBatch
 from app.services.calls import CallService, ResolvedTask
 from app.services.idempotency import IdempotencyGuard
 from app.services.webhooks import check_webhook_url, parse_secrets
+from app.store import keys
 from app.store.batches import BatchRecord, BatchRepository, NewBatch, NewItem
 from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
 from app.store.provider_batches import ProviderBatchRepository
 from app.store.tables import JobStatus
 from app.store.tables_batches import BatchStatus
+
+log = logging.getLogger("conveyor.batches")
 
 ENDPOINT = "POST /v2/batches"
 RESULTS_PAGE = 1000
@@ -84,6 +89,7 @@ class BatchService:
     jobs: JobRepository
     guard: IdempotencyGuard
     completion: BatchCompletion
+    redis: aioredis.Redis | None = None  # announces cancelled running items to their workers
     intake: BatchIntake = field(init=False)
     provider_batches: ProviderBatchRepository = field(init=False)
 
@@ -220,7 +226,9 @@ class BatchService:
     # --- cancel and retry --------------------------------------------------------------------------
 
     async def cancel(self, project: ProjectRef, batch_id: str) -> BatchRecord:
-        """Queued items are cancelled at once, running ones finish; the batch ends as cancelled."""
+        """Every item not yet ended is cancelled at once: queued ones never run, running ones (waiting for
+        rate-limit room, or with a call in flight) are abandoned by their workers; none is billed.
+        Provider batches are cancelled by the worker that runs them (app/services/provider_batches.py)."""
         batch = await self.get(project, batch_id)
         if batch.status in (BatchStatus.cancelling, BatchStatus.cancelled):
             return batch
@@ -230,8 +238,23 @@ class BatchService:
                 detail=f"batch_id: {batch_id} is {batch.status.value}; only a running batch can be cancelled",
             )
         await run_in_threadpool(lambda: self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR))
+        running = await run_in_threadpool(lambda: self.batches.cancel_running(batch.id, error=BATCH_ABANDONED_ERROR))
+        await self._announce_cancel(running)
         await run_in_threadpool(self.completion.end_if_done, batch.id)
         return await self.get(project, batch_id)
+
+    async def _announce_cancel(self, job_ids: list[str]) -> None:
+        """Tell the workers running these items to abandon them (as a job cancel does). Should Redis
+        lose it, each worker finds out at its next lease renewal."""
+        if not job_ids or self.redis is None:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.publish(keys.job_cancel_channel(job_id), "cancel")
+                await pipe.execute()
+        except Exception:
+            log.warning("could not announce cancelled batch items", extra={"count": len(job_ids)}, exc_info=True)
 
     async def retry(self, project: ProjectRef, batch_id: str) -> SubmittedBatch:
         """A new batch of this one's failed items, with the same task, webhook and metadata."""

@@ -294,6 +294,32 @@ class BatchRepository:
                 batch_counters.add(session, batch_id, 0, CounterDelta(cancelled=cancelled))
             return cancelled
 
+    def cancel_running(self, batch_id: str, *, error: dict[str, Any]) -> list[str]:
+        """A cancelling batch's running items cancelled too: those waiting for rate-limit room and those
+        whose provider call is in flight. Their ids, for the caller to announce: each worker then
+        abandons its call (as for a cancelled job), and a lost announcement fails its next lease
+        renewal. Nothing is billed for them; a result that comes back anyway is not written."""
+        now = utcnow()
+        cancelling = select(Batch.id).where(Batch.id == batch_id, Batch.status == BatchStatus.cancelling).exists()
+        with self.db.transaction() as session:
+            ids = session.scalars(
+                update(Job)
+                .where(Job.batch_id == batch_id, Job.status == JobStatus.running, cancelling)
+                .values(
+                    status=JobStatus.cancelled,
+                    error=error,
+                    finished_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    dispatched_at=None,
+                )
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+            if ids:
+                batch_counters.add(session, batch_id, 0, CounterDelta(running=-len(ids), cancelled=len(ids)))
+            return list(ids)
+
     def end_if_done(self, batch_id: str, rows_for: EndRows) -> BatchRecord | None:
         """Move a batch whose items all ended to its final state, with `rows_for(ended)`; the ended
         batch, or None when it has not ended (or another caller ended it first).

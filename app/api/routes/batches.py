@@ -141,7 +141,9 @@ async def batch_results(
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchOut, responses=_ERRORS, summary="Cancel a batch")
 async def cancel_batch(batch_id: str, project: CurrentProject, state: State) -> BatchOut:
-    """Queued items are cancelled at once and never billed; running ones finish. 409 once it ended."""
+    """Every item not yet ended is cancelled at once and never billed: queued ones never run, running ones
+    (waiting for rate-limit room, or with a call in flight) are abandoned; provider batches are cancelled
+    at the provider. 409 once it ended."""
     return BatchOut.of(await state.batch_service.cancel(project, batch_id), now=utcnow())
 
 
