@@ -47,15 +47,27 @@ class LineResult:
         return self.completion is None and self.error is None
 
 
+@dataclass(frozen=True)
+class BatchIntent:
+    """A provider batch Conveyor meant to create, to find again after a crash: by its `marker` where the
+    provider keeps metadata (OpenAI), else by listing (Anthropic): a batch of `count` requests created
+    after `created_after` (epoch seconds) that is none of the `taken` ones already recorded."""
+
+    marker: str
+    created_after: float
+    count: int
+    taken: frozenset[str] = frozenset()
+
+
 class ProviderBatchAPI(Protocol):
     max_requests: int
     max_bytes: int
 
     def line_size(self, line: BatchLine) -> int: ...
 
-    async def submit(self, lines: Sequence[BatchLine], metadata: dict[str, str]) -> RemoteBatch: ...
+    async def submit(self, lines: Sequence[BatchLine], intent: BatchIntent) -> RemoteBatch: ...
 
-    async def find(self, key: str, value: str) -> RemoteBatch | None: ...
+    async def find(self, intent: BatchIntent) -> RemoteBatch | None: ...
 
     async def get(self, batch_id: str) -> RemoteBatch: ...
 

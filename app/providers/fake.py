@@ -8,6 +8,7 @@ at once: every wait is an `asyncio.sleep`, and the per-request work is a few dic
     POST /v1/messages           Anthropic (non-stream, or its event stream)
     POST /v1/embeddings         OpenAI embeddings: bag-of-words hashed vectors (similar words, similar vectors)
     POST /v1/files, /v1/batches OpenAI's Files + Batch API (app/providers/fake_batches.py)
+    POST /v1/messages/batches   Anthropic's Message Batches (app/providers/fake_anthropic_batches.py)
     GET  /healthz               liveness
     GET  /stats                 counters and the last requests received (secrets redacted)
     POST /stats/reset           zero the counters and the fail_times tallies
@@ -31,6 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from app.providers.fake_anthropic_batches import FakeMessageBatchAPI
 from app.providers.fake_batches import FakeBatchAPI, FakeBatchStore
 from app.providers.fake_formats import AnthropicFormat, EmbeddingsFormat, FakeReply, OpenAIFormat, WireFormat
 from app.providers.fake_script import FakeScript, ScriptError, plan_answer
@@ -95,6 +97,7 @@ def create_fake_provider_app(rate_limit_per_second: float | None = None, batch_s
         model_route(OpenAIFormat()),
         model_route(AnthropicFormat()),
         *FakeBatchAPI(state, batch_store).routes(),
+        *FakeMessageBatchAPI(state, batch_store).routes(),
     ]
     app = Starlette(routes=routes)
     app.state.fake = state

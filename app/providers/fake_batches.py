@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.providers.fake_formats import FakeReply, OpenAIFormat
+from app.providers.fake_formats import FakeReply, OpenAIFormat, WireFormat
 from app.providers.fake_script import FakeScript, ScriptError, plan_answer
 from app.providers.fake_state import FakeState
 
@@ -51,6 +51,8 @@ class FakeBatchStore:
     holds: dict[str, asyncio.Event] = field(default_factory=dict)
     waiting: Counter[str] = field(default_factory=Counter)  # requests held right now, by hold name
     error_files: set[str] = field(default_factory=set)
+    message_batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # Anthropic's
+    message_results: dict[str, bytes] = field(default_factory=dict)
     lines_answered: int = 0
 
     def add_file(self, purpose: str, content: bytes) -> dict[str, Any]:
@@ -71,15 +73,19 @@ class FakeBatchStore:
     def snapshot(self) -> dict[str, Any]:
         return {
             "batches_created": len(self.batches),
+            "message_batches_created": len(self.message_batches),
             "batches_by_status": dict(Counter(batch["status"] for batch in self.batches.values())),
             "lines_answered": self.lines_answered,
             "held": dict(self.waiting),
         }
 
 
-def answer_line(body: dict[str, Any], state: FakeState) -> tuple[int, dict[str, Any], str]:
-    """(status, body, request id) for one chat-completions request, as the synchronous endpoint answers."""
-    fmt = OpenAIFormat()
+def answer_line(
+    body: dict[str, Any], state: FakeState, fmt: WireFormat | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """(status, body, request id) for one request, as the synchronous endpoint (of `fmt`, by default
+    chat completions) answers it."""
+    fmt = fmt or OpenAIFormat()
     request_id = fmt.new_id()
     try:
         prompt = fmt.parse(body)

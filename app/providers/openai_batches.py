@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from app.errors import ProviderResponseError
-from app.providers.batch_api import BatchLine, LineResult, RemoteBatch
+from app.providers.batch_api import BatchIntent, BatchLine, LineResult, RemoteBatch
 from app.providers.http_errors import error_for_status, provider_error
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 ENDPOINT = "/v1/chat/completions"
 ENDED = ("completed", "failed", "expired", "cancelled")
 LIST_PAGE = 100
+MARKER_KEY = "conveyor_provider_batch_id"  # the metadata a batch is found again by
 
 
 class OpenAIBatchAPI:
@@ -44,21 +45,26 @@ class OpenAIBatchAPI:
     def line_size(self, line: BatchLine) -> int:
         return len(self.line(line))
 
-    async def submit(self, lines: Sequence[BatchLine], metadata: dict[str, str]) -> RemoteBatch:
+    async def submit(self, lines: Sequence[BatchLine], intent: BatchIntent) -> RemoteBatch:
         content = b"".join(self.line(line) for line in lines)
         files = {"file": ("batch.jsonl", content, "application/jsonl")}
         uploaded = await self._call("POST", "/files", data={"purpose": "batch"}, files=files)
-        body = {"input_file_id": uploaded["id"], "endpoint": ENDPOINT, "completion_window": "24h", "metadata": metadata}
+        body = {
+            "input_file_id": uploaded["id"],
+            "endpoint": ENDPOINT,
+            "completion_window": "24h",
+            "metadata": {MARKER_KEY: intent.marker},
+        }
         return _remote(await self._call("POST", "/batches", json=body))
 
-    async def find(self, key: str, value: str) -> RemoteBatch | None:
-        """The batch created with `metadata[key] == value`, newest first through the list."""
+    async def find(self, intent: BatchIntent) -> RemoteBatch | None:
+        """The batch created with the intent's marker in its metadata, newest first through the list."""
         after: str | None = None
         while True:
             params: dict[str, Any] = {"limit": LIST_PAGE, **({"after": after} if after else {})}
             page = await self._call("GET", "/batches", params=params)
             for batch in page.get("data") or ():
-                if (batch.get("metadata") or {}).get(key) == value:
+                if (batch.get("metadata") or {}).get(MARKER_KEY) == intent.marker:
                     return _remote(batch)
             if not page.get("has_more") or not page.get("data"):
                 return None

@@ -6,9 +6,10 @@ One worker at a time (by a Redis lock, see workers/tasks/provider_batches.py) ru
 1. split: the queued items of a provider-execution batch that no provider batch holds are cut into
    provider batches of at most `max_requests` requests / `max_bytes` bytes, and each is recorded (a
    row and its items) before anything is sent: the intent;
-2. create: an intent is first looked for at the provider by its metadata (a worker may have died
-   after creating it and before recording its id); only when none is found is it uploaded and
-   created. Either way its id is then recorded. So the same items never make two provider batches;
+2. create: an intent is first looked for at the provider (by its metadata at OpenAI, by listing at
+   Anthropic: a worker may have died after creating it and before recording its id); only when none
+   is found is it uploaded and created. Either way its id is then recorded. So the same items never
+   make two provider batches;
 3. poll, every `poll_seconds`, until the provider says it ended;
 4. collect: each answer is the first attempt of its item's call, which carries on exactly as on the
    queue (app/engine/batch_answers.py: validation, re-ask, next model), and the item ends with its
@@ -27,13 +28,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from app.engine.batch_answers import complete_from_batch, first_request
 from app.engine.executor import EngineDeps
 from app.engine.task import TaskSpec, task_from_dict
 from app.errors import ConveyorError, TaskFailed
-from app.providers.batch_api import BatchLine, LineResult, ProviderBatchAPI, RemoteBatch, batch_api_of
+from app.providers.batch_api import BatchIntent, BatchLine, LineResult, ProviderBatchAPI, RemoteBatch, batch_api_of
 from app.services.batch_completion import BatchCompletion
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.store.batches import BatchRepository
@@ -49,7 +51,7 @@ from app.store.tables_provider_batches import ProviderBatchState
 log = logging.getLogger("conveyor.provider_batches")
 T = TypeVar("T")
 
-METADATA_KEY = "conveyor_provider_batch_id"
+INTENT_CLOCK_SLACK = 120.0  # seconds
 ENDINGS_PER_WRITE = 200
 
 
@@ -138,15 +140,15 @@ class ProviderBatchDriver:
                 await self._b(self.store.seen, pbatch.id, remote.state)
 
     async def _create(self, pbatch: ProviderBatchRecord, api: ProviderBatchAPI) -> None:
-        remote = await api.find(METADATA_KEY, pbatch.id)  # created before a crash: adopt it
+        intent = await self._intent(pbatch)
+        remote = await api.find(intent)  # created before a crash: adopt it
         if remote is None:
             items = await self._b(self.store.queued_items, pbatch.id)
             if not items:  # all cancelled meanwhile
                 await self._b(self.store.close, pbatch.id, ProviderBatchState.cancelled)
                 return
             lines = await self._lines(await self._template(pbatch.batch_id), items)
-            metadata = {METADATA_KEY: pbatch.id, "conveyor_batch_id": pbatch.batch_id}
-            remote = await api.submit(lines, metadata)
+            remote = await api.submit(lines, intent)
         else:
             log.warning("adopted a provider batch created before a crash", extra={"provider_batch_id": pbatch.id})
         await self._b(self.store.submitted, pbatch.id, remote.id, remote.state)
@@ -159,7 +161,7 @@ class ProviderBatchDriver:
         if pbatch.external_id is not None:
             remote = await api.get(pbatch.external_id)
         elif pbatch.state is ProviderBatchState.preparing:
-            remote = await api.find(METADATA_KEY, pbatch.id)
+            remote = await api.find(await self._intent(pbatch))
         if remote is not None and not remote.ended:
             remote = await api.cancel(remote.id)
         await self._b(self.store.close, pbatch.id, ProviderBatchState.cancelled, remote.state if remote else None)
@@ -215,6 +217,12 @@ class ProviderBatchDriver:
         )
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    async def _intent(self, pbatch: ProviderBatchRecord) -> BatchIntent:
+        # A little slack on the time: the provider's clock is not ours.
+        since = pbatch.created_at - timedelta(seconds=INTENT_CLOCK_SLACK)
+        taken = await self._b(self.store.external_ids_since, since)
+        return BatchIntent(pbatch.id, since.timestamp(), pbatch.item_count, taken)
 
     def _api(self, model: str) -> ProviderBatchAPI:
         api = batch_api_of(self.deps.resolver.resolve(model))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import insert, select, update
 
@@ -29,6 +30,7 @@ class ProviderBatchRecord:
     external_id: str | None
     external_state: str | None
     item_count: int
+    created_at: datetime
     batch_status: BatchStatus | None = None  # its Conveyor batch's status, where read with it
 
     @classmethod
@@ -41,6 +43,7 @@ class ProviderBatchRecord:
             external_id=row.external_id,
             external_state=row.external_state,
             item_count=row.item_count,
+            created_at=row.created_at,
             batch_status=BatchStatus(batch_status) if batch_status else None,
         )
 
@@ -112,6 +115,17 @@ class ProviderBatchRepository:
                 select(ProviderBatch).where(ProviderBatch.batch_id == batch_id).order_by(ProviderBatch.created_at)
             )
             return [ProviderBatchRecord.of(row) for row in rows]
+
+    def external_ids_since(self, since: datetime) -> frozenset[str]:
+        """The provider ids recorded for provider batches planned since `since` (taken, when adopting)."""
+        with self.db.transaction() as session:
+            return frozenset(
+                session.scalars(
+                    select(ProviderBatch.external_id).where(
+                        ProviderBatch.created_at >= since, ProviderBatch.external_id.is_not(None)
+                    )
+                )
+            )
 
     def submitted(self, pbatch_id: str, external_id: str, external_state: str) -> bool:
         """The provider has it: record its id (once: False when another writer recorded one)."""

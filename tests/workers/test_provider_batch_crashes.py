@@ -48,25 +48,26 @@ def assert_billed_once(stack, client, batch: dict, spans_per_item: dict[str, int
     assert billed == pytest.approx(sum(line["result"]["cost"]["generation"] for line in lines.values()))
 
 
-@pytest.mark.parametrize("point", ["upload", "create"])
-def test_a_worker_killed_before_the_id_is_recorded_makes_no_second_provider_batch(crash_stack, fake, point):
+@pytest.mark.parametrize(("point", "provider"), [("upload", "fake"), ("create", "fake"), ("create", "fake-anthropic")])
+def test_a_worker_killed_before_the_id_is_recorded_makes_no_second_provider_batch(crash_stack, fake, point, provider):
     """`upload`: killed before the create call; `create`: the provider created the batch, the worker
-    died before it could record the id (found again by its metadata)."""
+    died before it could record the id (found again: by its metadata at OpenAI, by listing at Anthropic)."""
     stack = crash_stack
-    before = fake.batches()["batches_created"]
+    counter = "batches_created" if provider == "fake" else "message_batches_created"
+    before = fake.batches()[counter]
     fake.hold(point)
     doomed = stack.start_worker()
     try:
         with stack.client(stack.new_key()) as client:
-            batch = submit(client, f"fake/crash?run={run_label()}", 6, execution="provider")
+            batch = submit(client, f"{provider}/crash?run={run_label()}", 6, execution="provider")
             wait_until(lambda: fake.batches()["held"].get(point) == 1)
             stack.kill_worker(doomed)
             fake.release(point)  # the held request goes on: with `create`, the batch now exists
             expected = before + (1 if point == "create" else 0)
-            wait_until(lambda: fake.batches()["batches_created"] == expected)
+            wait_until(lambda: fake.batches()[counter] == expected)
             stack.start_worker()
             batch = wait_for(client, batch["id"], lambda b: b["status"] == "completed")
-            assert fake.batches()["batches_created"] == before + 1
+            assert fake.batches()[counter] == before + 1
             [pbatch] = batch["provider_batches"]
             assert pbatch["state"] == "collected" and pbatch["items"] == 6
             assert_billed_once(stack, client, batch, {f"item-{i}": 1 for i in range(6)})

@@ -206,3 +206,29 @@ def test_a_bad_execution_is_a_400_naming_the_field(pstack):
         assert refused.status_code == 400 and refused.json()["detail"].startswith("execution:")
         assert "no provider batch API" in refused.json()["message"]
         assert client.get("/batches").json()["data"] == []  # nothing was kept
+
+
+def test_anthropic_message_batches_give_the_queue_results_at_half_the_cost(pstack, fake_provider):
+    chain = f"fake-anthropic/claude?run={uuid.uuid4().hex[:8]}"
+    before = fake_provider.batches()["message_batches_created"]
+    with pstack.client(pstack.new_key()) as client:
+        queued = submit(client, chain, 10, execution="queue")
+        batched = submit(client, chain, 10, execution="provider")
+        falling = submit(
+            client, [model("down", fail="529").replace("fake/", "fake-anthropic/"), chain], 4, execution="provider"
+        )
+        queued, batched, falling = (
+            wait_for(client, b["id"], lambda b: b["status"] == "completed") for b in (queued, batched, falling)
+        )
+        on_queue, by_batch = results(client, queued["id"]), results(client, batched["id"])
+    assert fake_provider.batches()["message_batches_created"] == before + 2
+    assert batched["provider_batches"][0]["provider_batch_id"].startswith("msgbatch_")
+    assert batched["provider_batches"][0]["provider_state"] == "ended"
+    for custom_id, line in by_batch.items():
+        same = on_queue[custom_id]["result"]
+        assert line["result"]["json_payload"] == same["json_payload"] and line["result"]["usage"] == same["usage"]
+        assert line["result"]["cost"]["generation"] == pytest.approx(same["cost"]["generation"] / 2)
+    assert falling["counts"]["succeeded"] == 4
+    for attempts in generations(pstack, falling["id"]).values():
+        down, backup = attempts
+        assert "529" in down.error and down.cost_generation == 0 and backup.error is None
