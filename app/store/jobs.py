@@ -267,6 +267,10 @@ class JobRepository:
     def find(self, project_id: str, filters: JobFilters, *, offset: int, limit: int) -> tuple[list[JobRecord], int]:
         """A page of the project's jobs matching `filters`, newest first, and the total count."""
         conditions = [Job.project_id == project_id]
+        if filters.batch_id is not None:
+            conditions.append(Job.batch_id == filters.batch_id)
+        elif not filters.include_batch_items:
+            conditions.append(Job.batch_id.is_(None))
         if filters.statuses:
             conditions.append(Job.status.in_(filters.statuses))
         if filters.function_name is not None:

@@ -303,3 +303,17 @@ def test_the_endpoints_are_documented(stack):
     assert submit["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/BatchOut")
     assert "application/x-ndjson" in paths["/v2/batches/{batch_id}/results"]["get"]["responses"]["200"]["content"]
     assert {"/v2/batches/{batch_id}/cancel", "/v2/batches/{batch_id}/retry"} <= set(paths)
+
+
+def test_job_listings_leave_batch_items_out_unless_asked(client):
+    items = [{"custom_id": f"l{i}", "input": {"q": str(i)}} for i in range(3)]
+    batch = client.post("/batches", json={"function": function("fake/a"), "items": items}).json()
+    job = client.post("/jobs", json={"name": "alone", "input": "x", "model": "fake/a"}).json()
+    listed = client.get("/jobs").json()
+    assert [j["id"] for j in listed["data"]] == [job["id"]] and listed["meta"]["total_count"] == 1
+    of_batch = client.get("/jobs", params={"batch_id": batch["id"]}).json()
+    assert of_batch["meta"]["total_count"] == 3 and job["id"] not in {j["id"] for j in of_batch["data"]}
+    everything = client.get("/jobs", params={"include_batch_items": "true"}).json()
+    assert everything["meta"]["total_count"] == 4
+    refused = client.get("/jobs", params={"include_batch_items": "maybe"})
+    assert refused.status_code in (400, 422) and "include_batch_items" in json.dumps(refused.json())

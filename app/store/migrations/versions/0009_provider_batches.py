@@ -1,4 +1,5 @@
-"""provider batches: a batch's execution mode, and its requests sent through providers' batch APIs
+"""provider batches: a batch's execution mode, its requests sent through providers' batch APIs, and an
+index for listing a project's interactive jobs
 
 Revision ID: 0009_provider_batches
 Revises: 0008
@@ -50,9 +51,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("job_id"),
     )
     op.create_index("ix_provider_batch_items_pbatch", "provider_batch_items", ["provider_batch_id"], unique=False)
+    op.create_index(
+        "ix_jobs_project_created_interactive",
+        "jobs",
+        ["project_id", "created_at"],
+        unique=False,
+        postgresql_where=sa.text("batch_id IS NULL"),
+        sqlite_where=sa.text("batch_id IS NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_project_created_interactive", table_name="jobs")
     op.drop_index("ix_provider_batch_items_pbatch", table_name="provider_batch_items")
     op.drop_table("provider_batch_items")
     op.drop_index("ix_provider_batches_state", table_name="provider_batches")
