@@ -200,9 +200,11 @@ async def _stream_body(fmt: WireFormat, reply: FakeReply, script: FakeScript) ->
         yield event
 
 
-def run_fake_provider(host: str = "127.0.0.1", port: int = 8765, rate_limit_per_second: float | None = None) -> None:
+def run_fake_provider(
+    host: str = "127.0.0.1", port: int = 8765, rate_limit_per_second: float | None = None, batch_seconds: float = 0.5
+) -> None:
     """Serve the fake provider until interrupted."""
-    config = fake_server_config(create_fake_provider_app(rate_limit_per_second), host=host, port=port)
+    config = fake_server_config(create_fake_provider_app(rate_limit_per_second, batch_seconds), host=host, port=port)
     uvicorn.Server(config).run()
 
 
@@ -218,8 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second, server-wide")
+    parser.add_argument(
+        "--batch-seconds", type=float, default=0.5, help="provider batches end this long after creation"
+    )
     args = parser.parse_args(argv)
-    run_fake_provider(args.host, args.port, args.rate_limit)
+    run_fake_provider(args.host, args.port, args.rate_limit, args.batch_seconds)
 
 
 if __name__ == "__main__":
