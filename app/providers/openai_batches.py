@@ -58,7 +58,8 @@ class OpenAIBatchAPI:
         return _remote(await self._call("POST", "/batches", json=body))
 
     async def find(self, intent: BatchIntent) -> RemoteBatch | None:
-        """The batch created with the intent's marker in its metadata, newest first through the list."""
+        """The batch created with the intent's marker in its metadata: the list, newest first, down to
+        the intent's time."""
         after: str | None = None
         while True:
             params: dict[str, Any] = {"limit": LIST_PAGE, **({"after": after} if after else {})}
@@ -66,6 +67,8 @@ class OpenAIBatchAPI:
             for batch in page.get("data") or ():
                 if (batch.get("metadata") or {}).get(MARKER_KEY) == intent.marker:
                     return _remote(batch)
+                if float(batch.get("created_at") or 0) < intent.created_after:
+                    return None  # older than the intent: it was never created
             if not page.get("has_more") or not page.get("data"):
                 return None
             after = page["data"][-1]["id"]

@@ -152,12 +152,11 @@ class BatchService:
                 meta=spec.metadata,
                 completion_window=spec.completion_window,
                 execution=execution,
+                webhook_secrets=secrets,
             )
             checker = ItemChecker(resolved.task.input_schema, dict(resolved.task.tags))
             result = await run_in_threadpool(
-                lambda: self.intake.run(
-                    new, checker.checked(values), skip_invalid=spec.on_invalid == "skip", anchor_secrets=list(secrets)
-                )
+                lambda: self.intake.run(new, checker.checked(values), skip_invalid=spec.on_invalid == "skip")
             )
             return await run_in_threadpool(self.jobs.get, result.anchor_job_id)
 
@@ -266,7 +265,6 @@ class BatchService:
             )
         if old.totals.failed == 0:
             raise Conflict("the batch has no failed items", detail=f"batch_id: {batch_id} has no failed items to retry")
-        anchor = await run_in_threadpool(self.jobs.get, old.anchor_job_id) if old.anchor_job_id else None
         new = NewBatch(
             project_id=project.id,
             task_template=old.task_template,
@@ -276,11 +274,9 @@ class BatchService:
             meta=old.meta,
             completion_window=old.completion_window,
             execution=old.execution,
+            webhook_secrets=old.webhook_secrets,
         )
-        secrets = list(anchor.webhook_secrets) if anchor is not None else []
-        result = await run_in_threadpool(
-            lambda: self.intake.run(new, self._failed_items(old.id), skip_invalid=False, anchor_secrets=secrets)
-        )
+        result = await run_in_threadpool(lambda: self.intake.run(new, self._failed_items(old.id), skip_invalid=False))
         return SubmittedBatch(await self.get(project, result.batch_id), replayed=False)
 
     def _failed_items(self, batch_id: str) -> Iterator[NewItem]:

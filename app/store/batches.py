@@ -31,6 +31,7 @@ class NewBatch:
     meta: dict[str, Any] | None = None
     completion_window: str | None = None
     execution: str = "queue"  # or "provider"
+    webhook_secrets: tuple[str, ...] = ()  # signs the batch's webhook (kept on the batch, never shown)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class BatchRecord:
     finished_at: datetime | None
     totals: BatchTotals = field(default_factory=BatchTotals)
     execution: str = "queue"
+    webhook_secrets: tuple[str, ...] = ()
     provider_batches: tuple[Any, ...] = ()  # ProviderBatchRecords, where the reader attached them
 
     @property
@@ -89,6 +91,7 @@ class BatchRecord:
             finished_at=row.finished_at,
             totals=totals or BatchTotals(),
             execution=row.execution or "queue",
+            webhook_secrets=tuple(row.webhook_secrets or ()),
         )
 
 
@@ -132,6 +135,7 @@ class BatchRepository:
                     meta=new.meta,
                     completion_window=new.completion_window,
                     execution=new.execution,
+                    webhook_secrets=list(new.webhook_secrets) or None,
                     total=0,
                     invalid_count=0,
                     created_at=now,
@@ -142,12 +146,10 @@ class BatchRepository:
             session.execute(insert(BatchCounter), batch_counters.new_stripes(batch_id))
         return batch_id
 
-    def add_items(
-        self, batch: str, new: NewBatch, items: Sequence[NewItem], *, first_seq: int, anchor_secrets: list[str] | None
-    ) -> str | None:
+    def add_items(self, batch: str, new: NewBatch, items: Sequence[NewItem], *, first_seq: int) -> str | None:
         """Insert a chunk of items (one multi-row INSERT per few thousand); the job id of the first.
 
-        The batch's first item (`first_seq` 1) becomes its anchor and carries `anchor_secrets`."""
+        The batch's first item (`first_seq` 1) becomes its anchor (its Idempotency-Key binding)."""
         if not items:
             return None
         now = utcnow()
@@ -172,8 +174,6 @@ class BatchRepository:
             }
             for offset, item in enumerate(items)
         ]
-        if first_seq == 1:
-            rows[0]["webhook_secrets"] = anchor_secrets
         with self.db.transaction() as session:
             session.connection().execute(insert(Job.__table__), rows)  # Core executemany, no ORM objects
             values: dict[str, Any] = {"updated_at": now}

@@ -52,6 +52,7 @@ class Batch(Base):
     # The first item: it carries the webhook's signing secrets and the Idempotency-Key binding.
     anchor_job_id: Mapped[str | None] = mapped_column(String(36))
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_secrets: Mapped[list[str] | None] = mapped_column(JSONType)  # `whsec_...`, newest first
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     completion_window: Mapped[str | None] = mapped_column(String(32))
     # "queue" (the workers call the models) or "provider" (the providers' batch APIs); null: queue.

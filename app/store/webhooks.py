@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from app.store.db import Database
 from app.store.tables import Job, utcnow
+from app.store.tables_batches import Batch
 from app.store.tables_delivery import DeliveryStatus, WebhookAttempt, WebhookDelivery
 
 
@@ -34,7 +35,7 @@ class AttemptLog:
 @dataclass(frozen=True)
 class DeliveryRecord:
     id: str
-    job_id: str
+    job_id: str | None  # the job it is about, or
     project_id: str
     message_id: str
     event_type: str
@@ -49,12 +50,14 @@ class DeliveryRecord:
     created_at: datetime
     updated_at: datetime
     attempts: tuple[AttemptLog, ...] = ()
+    batch_id: str | None = None  # the batch it is about
 
     @classmethod
     def of(cls, row: WebhookDelivery, attempts: tuple[AttemptLog, ...] = ()) -> DeliveryRecord:
         return cls(
             id=row.id,
             job_id=row.job_id,
+            batch_id=row.batch_id,
             project_id=row.project_id,
             message_id=row.message_id,
             event_type=row.event_type,
@@ -157,7 +160,10 @@ class WebhookDeliveryRepository:
             if not taken:
                 return None
             row = session.get(WebhookDelivery, delivery_id)
-            secrets = session.scalar(select(Job.webhook_secrets).where(Job.id == row.job_id)) or []
+            if row.batch_id is not None:
+                secrets = session.scalar(select(Batch.webhook_secrets).where(Batch.id == row.batch_id)) or []
+            else:
+                secrets = session.scalar(select(Job.webhook_secrets).where(Job.id == row.job_id)) or []
             return SendClaim(DeliveryRecord.of(row), token, tuple(secrets))
 
     def record(self, claim: SendClaim, outcome: AttemptOutcome) -> bool:

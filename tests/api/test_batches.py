@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import Webhook
 
 from app.services.webhooks import generate_secret
 from app.store.tables import Job, Span
+from app.store.tables_delivery import WebhookDelivery
 from tests.stack import start_stack
 
 IN_SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
@@ -144,6 +145,9 @@ def test_a_few_hundred_items_run_once_each_with_their_results(stack, client, fak
     event = Webhook(secret).verify(body, headers)
     assert event["type"] == "batch.completed" and event["data"]["id"] == batch["id"]
     assert event["data"]["counts"]["succeeded"] == 300 and headers["webhook-id"] == f"msg_{batch['id']}"
+    with stack.db.transaction() as session:  # the delivery is the batch's, not one of its items'
+        deliveries = session.scalars(select(WebhookDelivery).where(WebhookDelivery.batch_id == batch["id"])).all()
+        assert [d.job_id for d in deliveries] == [None]
 
 
 def test_invalid_lines_are_reported_by_number_and_refuse_the_batch(client):

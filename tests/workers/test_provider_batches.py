@@ -11,8 +11,11 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook
 
+from app.services.webhooks import generate_secret
 from app.store.tables import Job, Span
+from tests.api.test_batches import Receiver
 from tests.stack import start_stack
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
@@ -24,6 +27,7 @@ def pstack(fake_provider):
         fake_provider.url,
         CONVEYOR_PROVIDER_BATCH_POLL_SECONDS="0.2",
         CONVEYOR_PROVIDER_BATCH_MAX_REQUESTS="300",
+        CONVEYOR_ALLOW_PRIVATE_WEBHOOKS="true",
     )
     yield stack
     stack.stop()
@@ -77,9 +81,11 @@ def test_a_provider_batch_gives_the_queue_results_at_half_the_cost(pstack, fake_
     run = uuid.uuid4().hex[:8]
     chain = f"fake/nightly?run={run}"
     before = fake_provider.batches()["batches_created"]
+    receiver = Receiver()
     with pstack.client(pstack.new_key()) as client:
         queued = submit(client, chain, 20, execution="queue")
-        batched = submit(client, chain, 20, completion_window="24h")  # auto: 24h and a batch API
+        webhook = {"url": receiver.url, "secret": generate_secret()}
+        batched = submit(client, chain, 20, completion_window="24h", webhook=webhook)  # auto: 24h, a batch API
         assert queued["execution"] == "queue" and batched["execution"] == "provider"
         queued = wait_for(client, queued["id"], lambda b: b["status"] == "completed")
         batched = wait_for(client, batched["id"], lambda b: b["status"] == "completed")
@@ -98,6 +104,14 @@ def test_a_provider_batch_gives_the_queue_results_at_half_the_cost(pstack, fake_
     assert batched["usage"] == queued["usage"]
     spans = generations(pstack, batched["id"])
     assert len(spans) == 20 and all(len(attempts) == 1 for attempts in spans.values())
+    deadline = time.monotonic() + 10
+    while not receiver.received:
+        assert time.monotonic() < deadline, "no batch webhook"
+        time.sleep(0.05)
+    headers, body = receiver.received[0]
+    event = Webhook(webhook["secret"]).verify(body, headers)
+    assert event["type"] == "batch.completed" and event["data"]["execution"] == "provider"
+    assert event["data"]["counts"]["succeeded"] == 20
 
 
 def test_answers_out_of_schema_are_re_asked_and_errors_fall_back(pstack, fake_provider):

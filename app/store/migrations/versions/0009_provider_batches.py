@@ -7,6 +7,7 @@ Revises: 0008
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import app.store.tables
 
@@ -24,8 +25,25 @@ def _utc() -> sa.types.TypeEngine:
     return app.store.tables.UTCDateTime(timezone=True)
 
 
+def _json() -> sa.types.TypeEngine:
+    return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
+
 def upgrade() -> None:
     op.add_column("batches", sa.Column("execution", sa.String(length=16), nullable=True))
+    # A batch's webhook is the batch's: its secrets move from its anchor item, its delivery names it.
+    op.add_column("batches", sa.Column("webhook_secrets", _json(), nullable=True))
+    op.execute(
+        "UPDATE batches SET webhook_secrets = (SELECT jobs.webhook_secrets FROM jobs WHERE jobs.id = batches.anchor_job_id)"
+        " WHERE anchor_job_id IS NOT NULL"
+    )
+    with op.batch_alter_table("webhook_deliveries") as batch_op:
+        batch_op.alter_column("job_id", existing_type=sa.String(length=36), nullable=True)
+        batch_op.add_column(sa.Column("batch_id", sa.String(length=36), nullable=True))
+        batch_op.create_foreign_key(
+            "fk_webhook_deliveries_batch_id_batches", "batches", ["batch_id"], ["id"], ondelete="CASCADE"
+        )
+        batch_op.create_unique_constraint("uq_webhook_deliveries_batch", ["batch_id"])
     op.create_table(
         "provider_batches",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -68,4 +86,11 @@ def downgrade() -> None:
     op.drop_index("ix_provider_batches_state", table_name="provider_batches")
     op.drop_index("ix_provider_batches_batch", table_name="provider_batches")
     op.drop_table("provider_batches")
+    op.execute("DELETE FROM webhook_deliveries WHERE job_id IS NULL")  # batches' deliveries cannot go back
+    with op.batch_alter_table("webhook_deliveries") as batch_op:
+        batch_op.drop_constraint("uq_webhook_deliveries_batch", type_="unique")
+        batch_op.drop_constraint("fk_webhook_deliveries_batch_id_batches", type_="foreignkey")
+        batch_op.drop_column("batch_id")
+        batch_op.alter_column("job_id", existing_type=sa.String(length=36), nullable=False)
+    op.drop_column("batches", "webhook_secrets")
     op.drop_column("batches", "execution")
