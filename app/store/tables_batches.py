@@ -49,7 +49,7 @@ class Batch(Base):
     function_id: Mapped[str | None] = mapped_column(String(36))
     revision_id: Mapped[str | None] = mapped_column(String(36))
     task_template: Mapped[dict[str, Any]] = mapped_column(JSONType)  # a TaskSpec dict without input and tags
-    # The first item: it carries the webhook's signing secrets and the Idempotency-Key binding.
+    # The first item: it carries the Idempotency-Key binding (the webhook is the batch's own).
     anchor_job_id: Mapped[str | None] = mapped_column(String(36))
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secrets: Mapped[list[str] | None] = mapped_column(JSONType)  # `whsec_...`, newest first
