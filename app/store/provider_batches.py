@@ -14,6 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 
+from app.store import batch_counters
+from app.store.batch_counters import CounterDelta
 from app.store.db import Database
 from app.store.job_records import JobRecord
 from app.store.tables import Job, JobStatus, utcnow
@@ -128,20 +130,25 @@ class ProviderBatchRepository:
             )
 
     def submitted(self, pbatch_id: str, external_id: str, external_state: str) -> bool:
-        """The provider has it: record its id (once: False when another writer recorded one)."""
+        """The provider has it: record its id (once: False when another writer recorded one). Its
+        batch counts as started from then (`started_at`, and the estimate of the time left)."""
+        now = utcnow()
         with self.db.transaction() as session:
-            return bool(
-                session.execute(
-                    update(ProviderBatch)
-                    .where(ProviderBatch.id == pbatch_id, ProviderBatch.state == ProviderBatchState.preparing)
-                    .values(
-                        state=ProviderBatchState.submitted,
-                        external_id=external_id,
-                        external_state=external_state,
-                        updated_at=utcnow(),
-                    )
-                ).rowcount
+            batch_id = session.scalar(
+                update(ProviderBatch)
+                .where(ProviderBatch.id == pbatch_id, ProviderBatch.state == ProviderBatchState.preparing)
+                .values(
+                    state=ProviderBatchState.submitted,
+                    external_id=external_id,
+                    external_state=external_state,
+                    updated_at=now,
+                )
+                .returning(ProviderBatch.batch_id)
             )
+            if batch_id is None:
+                return False
+            batch_counters.add(session, batch_id, 0, CounterDelta(), started=now)
+            return True
 
     def seen(self, pbatch_id: str, external_state: str) -> None:
         with self.db.transaction() as session:

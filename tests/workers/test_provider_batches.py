@@ -90,7 +90,7 @@ def test_a_provider_batch_gives_the_queue_results_at_half_the_cost(pstack, fake_
         queued = wait_for(client, queued["id"], lambda b: b["status"] == "completed")
         batched = wait_for(client, batched["id"], lambda b: b["status"] == "completed")
         on_queue, by_batch = results(client, queued["id"]), results(client, batched["id"])
-    assert batched["counts"]["succeeded"] == 20 and batched["counts"]["failed"] == 0
+    assert batched["counts"]["succeeded"] == 20 and batched["counts"]["failed"] == 0 and batched["started_at"]
     assert fake_provider.batches()["batches_created"] == before + 1
     [pbatch] = batched["provider_batches"]
     assert pbatch["state"] == "collected" and pbatch["provider_state"] == "completed" and pbatch["items"] == 20
