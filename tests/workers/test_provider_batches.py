@@ -164,6 +164,8 @@ def test_cancel_cancels_the_provider_batch_and_bills_nothing(pstack, fake_provid
             client, batch["id"], lambda b: b["provider_batches"] and b["provider_batches"][0]["provider_batch_id"]
         )
         external = batch["provider_batches"][0]["provider_batch_id"]
+        waiting = results(client, batch["id"])  # results stream while it runs: every item still queued
+        assert len(waiting) == 10 and {line["status"] for line in waiting.values()} == {"queued"}
         cancelled = client.post(f"/batches/{batch['id']}/cancel").json()
         assert cancelled["status"] == "cancelled" and cancelled["counts"]["cancelled"] == 10  # at once
         assert cancelled["cost"]["total"] == 0
