@@ -37,6 +37,7 @@ from app.engine.task import TaskSpec, task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.providers.batch_api import BatchIntent, BatchLine, LineResult, ProviderBatchAPI, RemoteBatch, batch_api_of
 from app.services.batch_completion import BatchCompletion
+from app.services.batch_dispatch import TemplateCache
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.store.batches import BatchRepository
 from app.store.db import Database
@@ -85,7 +86,7 @@ class ProviderBatchDriver:
         self.policy = policy
         self._run_blocking = run_blocking  # (function, *args) -> awaitable: database calls off the loop
         self._polled: dict[str, float] = {}
-        self._templates: dict[str, dict[str, Any]] = {}
+        self._templates = TemplateCache(self.batches)
         self._empty = EmptyDatasetMemo()
 
     async def _b(self, function: Callable[..., T], *args: Any) -> T:
@@ -231,12 +232,10 @@ class ProviderBatchDriver:
         return api
 
     async def _template(self, batch_id: str) -> dict[str, Any]:
-        if batch_id not in self._templates:
-            template = await self._b(self.batches.template, batch_id)
-            if template is None:
-                raise RuntimeError(f"batch {batch_id} has no template")
-            self._templates[batch_id] = template
-        return self._templates[batch_id]
+        template = await self._b(self._templates.get, batch_id)
+        if template is None:
+            raise RuntimeError(f"batch {batch_id} has no template")
+        return template
 
     async def _lines(self, template: dict[str, Any], items: Sequence[JobRecord]) -> list[BatchLine]:
         lines = []
