@@ -27,6 +27,7 @@ from app.schemas.calls import CallRequest
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.paging import Page
 from app.services.batch_completion import BatchCompletion
+from app.services.batch_deliveries import BatchDeliveries
 from app.services.batch_dispatch import BATCH_ABANDONED_ERROR, BATCH_CANCELLED_ERROR
 from app.services.batch_intake import BatchIntake, ItemChecker, jsonl_values, listed_values
 from app.services.batch_routing import choose_execution
@@ -41,6 +42,7 @@ from app.store.projects import ProjectRef
 from app.store.provider_batches import ProviderBatchRepository
 from app.store.tables import JobStatus
 from app.store.tables_batches import BatchStatus
+from app.store.webhooks import WebhookDeliveryRepository
 
 log = logging.getLogger("conveyor.batches")
 
@@ -92,10 +94,12 @@ class BatchService:
     redis: aioredis.Redis | None = None  # announces cancelled running items to their workers
     intake: BatchIntake = field(init=False)
     provider_batches: ProviderBatchRepository = field(init=False)
+    deliveries: BatchDeliveries = field(init=False)
 
     def __post_init__(self) -> None:
         self.intake = BatchIntake(self.batches)
         self.provider_batches = ProviderBatchRepository(self.batches.db)
+        self.deliveries = BatchDeliveries(WebhookDeliveryRepository(self.batches.db), self.completion.webhooks)
 
     # --- submit ------------------------------------------------------------------------------------
 

@@ -235,7 +235,26 @@ class WebhookDeliveryRepository:
 
     def for_job(self, project_id: str, job_id: str, *, offset: int, limit: int) -> tuple[list[DeliveryRecord], int]:
         """A job's deliveries with their attempt logs (oldest first)."""
-        conditions = (WebhookDelivery.project_id == project_id, WebhookDelivery.job_id == job_id)
+        return self._page((WebhookDelivery.project_id == project_id, WebhookDelivery.job_id == job_id), offset, limit)
+
+    def for_batch(self, project_id: str, batch_id: str, *, offset: int, limit: int) -> tuple[list[DeliveryRecord], int]:
+        """A batch's delivery (it has at most one) with its attempt log."""
+        conditions = (WebhookDelivery.project_id == project_id, WebhookDelivery.batch_id == batch_id)
+        return self._page(conditions, offset, limit)
+
+    def get_of_batch(self, project_id: str, batch_id: str, delivery_id: str) -> DeliveryRecord | None:
+        found, _ = self._page(
+            (
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.batch_id == batch_id,
+                WebhookDelivery.project_id == project_id,
+            ),
+            0,
+            1,
+        )
+        return found[0] if found else None
+
+    def _page(self, conditions: tuple, offset: int, limit: int) -> tuple[list[DeliveryRecord], int]:
         with self.db.transaction() as session:
             total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(*conditions)) or 0
             rows = session.scalars(

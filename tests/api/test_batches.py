@@ -148,6 +148,20 @@ def test_a_few_hundred_items_run_once_each_with_their_results(stack, client, fak
     with stack.db.transaction() as session:  # the delivery is the batch's, not one of its items'
         deliveries = session.scalars(select(WebhookDelivery).where(WebhookDelivery.batch_id == batch["id"])).all()
         assert [d.job_id for d in deliveries] == [None]
+    listed = client.get(f"/batches/{batch['id']}/deliveries").json()
+    assert listed["meta"]["total_count"] == 1
+    [delivery] = listed["data"]
+    assert delivery["batch_id"] == batch["id"] and delivery["job_id"] is None and delivery["status"] == "succeeded"
+    assert delivery["attempts"][0]["status_code"] == 200
+    again = client.post(f"/batches/{batch['id']}/deliveries/{delivery['id']}/redeliver")
+    assert again.status_code == 202 and again.json()["message_id"] == f"msg_{batch['id']}"
+    deadline = time.monotonic() + 10
+    while len(receiver.received) < 2:  # the same message again, same webhook-id
+        assert time.monotonic() < deadline, "no redelivery"
+        time.sleep(0.05)
+    assert receiver.received[1][1] == body and receiver.received[1][0]["webhook-id"] == f"msg_{batch['id']}"
+    missing = client.post(f"/batches/{batch['id']}/deliveries/nope/redeliver")
+    assert missing.status_code == 404 and "delivery_id" in missing.json()["detail"]
 
 
 def test_invalid_lines_are_reported_by_number_and_refuse_the_batch(client):
