@@ -116,7 +116,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_fake_provider(args: argparse.Namespace) -> int:
     from app.providers.fake import run_fake_provider
 
-    run_fake_provider(args.host, args.port, rate_limit_per_second=args.rate_limit)
+    run_fake_provider(args.host, args.port, rate_limit_per_second=args.rate_limit, batch_seconds=args.batch_seconds)
     return 0
 
 
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8765)
     fake.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429s")
+    fake.add_argument("--batch-seconds", type=float, default=0.5, help="provider batches end this long after creation")
     fake.set_defaults(func=cmd_fake_provider)
     register_batch_commands(sub)
     return parser

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(20, validation_alias=AliasChoices("CONVEYOR_DB_POOL_SIZE"))
     max_body_bytes: int = Field(10 * 1024 * 1024, validation_alias=AliasChoices("CONVEYOR_MAX_BODY_BYTES"))
     batch_max_upload_bytes: int = Field(1024**3, validation_alias=AliasChoices("CONVEYOR_BATCH_MAX_UPLOAD_BYTES"))
+    # Provider batches (app/services/provider_batches.py): how often each is polled, and the most
+    # requests / bytes one provider batch takes (0: the provider's own limit; tests lower them to split).
+    provider_batch_poll_seconds: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_BATCH_POLL_SECONDS")
+    )
+    provider_batch_max_requests: int = Field(
+        0, ge=0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_BATCH_MAX_REQUESTS")
+    )
+    provider_batch_max_bytes: int = Field(0, ge=0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_BATCH_MAX_BYTES"))
 
     # --- delivery modes: jobs, streams, webhooks --------------------------------------------------
     job_max_wait_seconds: float = Field(60.0, validation_alias=AliasChoices("CONVEYOR_JOB_MAX_WAIT_SECONDS"))

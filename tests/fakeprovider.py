@@ -38,8 +38,8 @@ class FakeProviderServer:
     The socket is bound before the server starts, so there is no race for the port.
     """
 
-    def __init__(self, rate_limit_per_second: float | None = None) -> None:
-        self._app = create_fake_provider_app(rate_limit_per_second)
+    def __init__(self, rate_limit_per_second: float | None = None, batch_seconds: float = 0.5) -> None:
+        self._app = create_fake_provider_app(rate_limit_per_second, batch_seconds)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -66,6 +66,17 @@ class FakeProviderServer:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/stats/reset").raise_for_status()
+
+    def batches(self) -> dict[str, Any]:
+        """The batch API's figures: batches created (by status), lines answered, requests held now."""
+        return self.stats()["batches"]
+
+    def hold(self, name: str) -> None:
+        """Hold the batch API's `upload`, `create`, `content` or `error_content` requests until `release`."""
+        httpx.post(f"{self.url}/batch-control/hold", json={"name": name}).raise_for_status()
+
+    def release(self, name: str) -> None:
+        httpx.post(f"{self.url}/batch-control/release", json={"name": name}).raise_for_status()
 
     def requests_for(self, model: str) -> int:
         """Requests received for a model, named with or without its `provider/` prefix."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -29,7 +30,10 @@ from app.store.projects import ProjectRepository
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("CONVEYOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-_redis_dbs = iter(range(1, 16))
+# Started at a random database: test runs in other checkouts on this Redis would otherwise all begin
+# at database 1, and one run's workers would take (and lose) the other's messages.
+_REDIS_DB_ORDER = random.sample(range(1, 16), 15)
+_redis_dbs = iter(_REDIS_DB_ORDER)
 
 
 def new_pg_schema() -> tuple[str, str]:
@@ -53,7 +57,7 @@ def new_redis_url() -> str:
     try:
         index = next(_redis_dbs)
     except StopIteration:
-        _redis_dbs = iter(range(1, 16))
+        _redis_dbs = iter(_REDIS_DB_ORDER)
         index = next(_redis_dbs)
     url = f"{REDIS_BASE}/{index}"
     redis.Redis.from_url(url).flushdb()

@@ -24,6 +24,7 @@ from workers.runtime import WorkerRuntime
 from workers.sweeper import LeaseSweeper
 from workers.tasks.batches import batch_duties, batch_support, register_batch_tasks
 from workers.tasks.calls import register_call_tasks
+from workers.tasks.provider_batches import ProviderBatchLoop
 from workers.tasks.webhooks import register_webhook_tasks
 
 log = logging.getLogger("conveyor.worker")
@@ -85,6 +86,8 @@ def run_worker(
         stranded_after=timedelta(seconds=settings.stranded_after_seconds),
     )
     sweeper.start()
+    provider_batches = ProviderBatchLoop(runtime, member)
+    provider_batches.start()
     presence = keys.worker_presence(socket.gethostname(), os.getpid())
 
     @worker_ready.connect(weak=False)
@@ -112,4 +115,5 @@ def run_worker(
         runtime.redis.delete(presence)
         duties.capacity.unregister(member)
         sweeper.stop()
+        provider_batches.stop()
         runtime.close()

@@ -83,6 +83,7 @@ class AppState:
             jobs=jobs,
             guard=IdempotencyGuard(IdempotencyRepository(db), jobs),
             completion=BatchCompletion(batches, WebhookDispatcher(deliveries, celery)),
+            redis=redis,
         )
         return cls(
             settings=settings,

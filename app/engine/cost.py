@@ -33,6 +33,9 @@ class ModelPrice:
     output_per_million: float
     hosting_provider: str
     location: str
+    # Through the provider's batch API; None: half the synchronous price (OpenAI's and Anthropic's rule).
+    batch_input_per_million: float | None = None
+    batch_output_per_million: float | None = None
 
     @property
     def input_cost_per_token(self) -> float:
@@ -94,6 +97,18 @@ class PriceTable:
         ) / 1_000_000
         return Cost(generation=generation, platform=generation * platform_fee_rate)
 
+    def batch_cost(self, model_name: str, usage: Usage, platform_fee_rate: float = 0.0) -> Cost:
+        """USD for `usage` answered through the provider's batch API: the table's batch price, else 50%."""
+        price = self.lookup(model_name)
+        if price is None:
+            return self.cost(model_name, usage, platform_fee_rate)
+        per_input = price.batch_input_per_million
+        per_output = price.batch_output_per_million
+        per_input = price.input_per_million / 2 if per_input is None else per_input
+        per_output = price.output_per_million / 2 if per_output is None else per_output
+        generation = (usage.input_tokens * per_input + usage.output_tokens * per_output) / 1_000_000
+        return Cost(generation=generation, platform=generation * platform_fee_rate)
+
     def set_price(self, price: ModelPrice) -> None:
         """Add or replace an exact-name price at run time (custom models' prices, as workers load them)."""
         if price.is_pattern:
@@ -112,10 +127,15 @@ def _parse_entry(name: str, entry: Any, source: str) -> ModelPrice:
     prices = (entry["input_per_million"], entry["output_per_million"])
     if not all(isinstance(p, int | float) and not isinstance(p, bool) and p >= 0 for p in prices):
         raise ValueError(f"price table {source}: {name!r} prices must be non-negative numbers")
+    batch = [entry.get(key) for key in ("batch_input_per_million", "batch_output_per_million")]
+    if not all(p is None or (isinstance(p, int | float) and not isinstance(p, bool) and p >= 0) for p in batch):
+        raise ValueError(f"price table {source}: {name!r} batch prices must be non-negative numbers")
     return ModelPrice(
         name=name,
         input_per_million=float(prices[0]),
         output_per_million=float(prices[1]),
         hosting_provider=str(entry["hosting_provider"]),
         location=str(entry["location"]),
+        batch_input_per_million=None if batch[0] is None else float(batch[0]),
+        batch_output_per_million=None if batch[1] is None else float(batch[1]),
     )

@@ -73,6 +73,25 @@ class ModelRun:
     answer: Answer | None
 
 
+def build_request(
+    spec: ModelSpec,
+    resolved: ResolvedModel,
+    schema: Mapping[str, Any] | None,
+    native: bool,
+    messages: tuple[Message, ...],
+) -> CompletionRequest:
+    """The request one attempt sends (also each line of a provider batch: the same request)."""
+    return CompletionRequest(
+        model=resolved.model_id,
+        messages=messages,
+        options=spec.options,
+        extra_headers=spec.extra_headers,
+        json_schema=schema if native else None,
+        # JSON-object mode would forbid the array or scalar that some non-native schemas ask for.
+        json_mode=not native and may_be_object(schema),
+    )
+
+
 class StructuredAttemptLoop:
     """The attempts on one model: generate, parse, validate, re-ask; wait out short rate limits."""
 
@@ -168,15 +187,7 @@ class StructuredAttemptLoop:
             await self.listener.on_attempt_failed(record)
 
     def _request(self, messages: tuple[Message, ...]) -> CompletionRequest:
-        return CompletionRequest(
-            model=self.resolved.model_id,
-            messages=messages,
-            options=self.spec.options,
-            extra_headers=self.spec.extra_headers,
-            json_schema=self.schema if self.native else None,
-            # JSON-object mode would forbid the array or scalar that some non-native schemas ask for.
-            json_mode=not self.native and may_be_object(self.schema),
-        )
+        return build_request(self.spec, self.resolved, self.schema, self.native, messages)
 
     def _accept(self, text: str) -> Answer:
         if self.schema is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from app.providers.anthropic_batches import AnthropicBatchAPI
 from app.providers.base import Completion, CompletionRequest, Message, StreamEvent, TextDelta, Usage
 from app.providers.http_errors import stream_error_event, unreadable_body
 from app.providers.wire import post_json, safe_schema_name, stream_ended_early, stream_events
@@ -79,6 +80,14 @@ class AnthropicProvider:
             raise stream_ended_early(label, "message_stop")
         answer = "".join(tool_json) if tool_json else "".join(text)
         yield Completion(answer, usage, model, stop_reason, message_id)
+
+    def batch_api(self) -> AnthropicBatchAPI:
+        """This endpoint's Message Batches API (app/providers/anthropic_batches.py), on the same client and key."""
+        return AnthropicBatchAPI(self, self._client, self._api_key, ANTHROPIC_VERSION)
+
+    def parse_message(self, payload: Mapping[str, Any], requested_model: str) -> Completion:
+        """A Messages answer body (a provider batch's succeeded result) as a Completion."""
+        return _parse_message(payload, requested_model, f"{self.name}/{requested_model}")
 
     def build_body(self, request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
         """The wire body: options first (temperature, max_tokens...), then what the request must control."""

@@ -7,6 +7,8 @@ at once: every wait is an `asyncio.sleep`, and the per-request work is a few dic
     POST /v1/chat/completions   OpenAI (non-stream, or SSE ending with `data: [DONE]`)
     POST /v1/messages           Anthropic (non-stream, or its event stream)
     POST /v1/embeddings         OpenAI embeddings: bag-of-words hashed vectors (similar words, similar vectors)
+    POST /v1/files, /v1/batches OpenAI's Files + Batch API (app/providers/fake_batches.py)
+    POST /v1/messages/batches   Anthropic's Message Batches (app/providers/fake_anthropic_batches.py)
     GET  /healthz               liveness
     GET  /stats                 counters and the last requests received (secrets redacted)
     POST /stats/reset           zero the counters and the fail_times tallies
@@ -30,6 +32,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from app.providers.fake_anthropic_batches import FakeMessageBatchAPI
+from app.providers.fake_batches import FakeBatchAPI, FakeBatchStore
 from app.providers.fake_formats import AnthropicFormat, EmbeddingsFormat, FakeReply, OpenAIFormat, WireFormat
 from app.providers.fake_script import FakeScript, ScriptError, plan_answer
 from app.providers.fake_state import FakeState
@@ -60,15 +64,17 @@ class _EventStream(StreamingResponse):
             self._on_close()
 
 
-def create_fake_provider_app(rate_limit_per_second: float | None = None) -> Starlette:
-    """The ASGI app. `rate_limit_per_second` caps model requests server-wide; the excess gets 429s."""
+def create_fake_provider_app(rate_limit_per_second: float | None = None, batch_seconds: float = 0.5) -> Starlette:
+    """The ASGI app. `rate_limit_per_second` caps model requests server-wide; the excess gets 429s.
+    Provider batches finish `batch_seconds` after they were created (or as their lines' scripts say)."""
     state = FakeState(rate_limit_per_second)
+    batch_store = FakeBatchStore(batch_seconds=batch_seconds)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def stats(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
+        return JSONResponse({**state.snapshot(), "batches": batch_store.snapshot()})
 
     async def reset(request: Request) -> Response:
         state.reset()
@@ -90,9 +96,12 @@ def create_fake_provider_app(rate_limit_per_second: float | None = None) -> Star
         Route("/stats/reset", reset, methods=["POST"]),
         model_route(OpenAIFormat()),
         model_route(AnthropicFormat()),
+        *FakeBatchAPI(state, batch_store).routes(),
+        *FakeMessageBatchAPI(state, batch_store).routes(),
     ]
     app = Starlette(routes=routes)
     app.state.fake = state
+    app.state.fake_batches = batch_store
     return app
 
 
@@ -191,9 +200,11 @@ async def _stream_body(fmt: WireFormat, reply: FakeReply, script: FakeScript) ->
         yield event
 
 
-def run_fake_provider(host: str = "127.0.0.1", port: int = 8765, rate_limit_per_second: float | None = None) -> None:
+def run_fake_provider(
+    host: str = "127.0.0.1", port: int = 8765, rate_limit_per_second: float | None = None, batch_seconds: float = 0.5
+) -> None:
     """Serve the fake provider until interrupted."""
-    config = fake_server_config(create_fake_provider_app(rate_limit_per_second), host=host, port=port)
+    config = fake_server_config(create_fake_provider_app(rate_limit_per_second, batch_seconds), host=host, port=port)
     uvicorn.Server(config).run()
 
 
@@ -209,8 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second, server-wide")
+    parser.add_argument(
+        "--batch-seconds", type=float, default=0.5, help="provider batches end this long after creation"
+    )
     args = parser.parse_args(argv)
-    run_fake_provider(args.host, args.port, args.rate_limit)
+    run_fake_provider(args.host, args.port, args.rate_limit, args.batch_seconds)
 
 
 if __name__ == "__main__":

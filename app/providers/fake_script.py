@@ -41,6 +41,8 @@ class FakeScript:
     stream_fail_after: int | None = None  # stream N deltas, then fail
     stream_fail_mode: Literal["drop", "error"] = "drop"  # drop the connection, or send an error event
     garbled: bool = False  # a 200 whose body is an HTML error page, as a misbehaving proxy sends
+    batch_ms: float | None = None  # batch API: the batch finishes no sooner than this after creation
+    batch_expire: bool = False  # batch API: this line is not answered in time (the batch expires)
     run: str = ""  # a free label: makes the model string unique, so per-name counters start afresh
 
     @classmethod
@@ -69,7 +71,7 @@ def _convert(key: str, raw: str) -> Any:
             if raw not in ("first", "always"):
                 raise ValueError("expected first or always")
             return raw
-        if key == "garbled":
+        if key in ("garbled", "batch_expire"):
             if raw.lower() not in ("", "1", "true", "0", "false"):
                 raise ValueError("expected 1 or 0")
             return raw.lower() in ("", "1", "true")
@@ -79,7 +81,7 @@ def _convert(key: str, raw: str) -> Any:
             if raw not in ("drop", "error"):
                 raise ValueError("expected drop or error")
             return raw
-        number = float(raw) if key in ("latency_ms", "ttft_ms", "retry_after") else int(raw)
+        number = float(raw) if key in ("latency_ms", "ttft_ms", "retry_after", "batch_ms") else int(raw)
         if number < 0 or (key == "fail" and not 400 <= number <= 599):
             raise ValueError("out of range")
         return number

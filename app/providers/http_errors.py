@@ -156,3 +156,17 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "<redacted>")
     return text
+
+
+def error_for_status(model: str, status: int, body: str, *, secrets: Iterable[str] = ()) -> ProviderError:
+    """The ProviderError for a non-2xx answer read from elsewhere than a response (a provider batch's line)."""
+    return _error_for_status(model, status, body, httpx.Headers(), tuple(secrets))
+
+
+def error_for_body(model: str, payload: Mapping[str, Any], *, secrets: Iterable[str] = ()) -> ProviderError:
+    """The ProviderError for an Anthropic-style error body (`{"type": "error", "error": {"type": ...}}`)
+    read from elsewhere than a response: a provider batch's `errored` result."""
+    error = payload.get("error")
+    error_type = error.get("type") if isinstance(error, Mapping) else None
+    status = _ERROR_TYPE_STATUS.get(str(error_type), 500)
+    return _error_for_status(model, status, json.dumps(payload), httpx.Headers(), tuple(secrets))

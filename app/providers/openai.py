@@ -11,6 +11,7 @@ import httpx
 
 from app.providers.base import Completion, CompletionRequest, StreamEvent, TextDelta, Usage
 from app.providers.http_errors import stream_error_event, unreadable_body
+from app.providers.openai_batches import OpenAIBatchAPI
 from app.providers.wire import post_json, safe_schema_name, stream_ended_early, stream_events
 
 
@@ -65,6 +66,14 @@ class OpenAIProvider:
         if not done:
             raise stream_ended_early(label, "data: [DONE]")
         yield Completion("".join(parts), usage, model, finish_reason, request_id)
+
+    def batch_api(self) -> OpenAIBatchAPI:
+        """This endpoint's Batch API (app/providers/openai_batches.py), on the same client and key."""
+        return OpenAIBatchAPI(self, self._client, self._api_key)
+
+    def parse_completion(self, payload: Mapping[str, Any], requested_model: str) -> Completion:
+        """A chat-completions answer body (a provider batch's output line) as a Completion."""
+        return _parse_completion(payload, requested_model, f"{self.name}/{requested_model}")
 
     def build_body(self, request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
         """The wire body: options first, so they can never overwrite the model, messages or format."""

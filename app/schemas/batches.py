@@ -57,7 +57,15 @@ class BatchSpec(BaseModel):
     on_invalid: Literal["reject", "skip"] = Field(
         "reject", description="reject: refuse the batch if any item is invalid; skip: run the valid ones"
     )
-    completion_window: str | None = Field(None, description="e.g. `24h`; recorded with the batch")
+    completion_window: str | None = Field(
+        None, description="e.g. `24h`. With `execution: auto`, 24h or more sends the batch to the provider's batch API"
+    )
+    execution: Literal["queue", "provider", "auto"] = Field(
+        "auto",
+        description="queue: the workers call the models; provider: the provider's batch API (half price, "
+        "within 24 h); auto: provider when completion_window is 24h or more and the first model's provider "
+        "has a batch API, else queue",
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -119,6 +127,17 @@ class BatchWebhookOut(BaseModel):
     secret: str | None = Field(None, description="Only in the answer that created the batch, when generated")
 
 
+class ProviderBatchOut(BaseModel):
+    """One provider batch carrying some of this batch's items."""
+
+    id: str = Field(description="Conveyor's id for it (sent to the provider as metadata)")
+    provider_batch_id: str | None = Field(None, description="The provider's id, once it has the batch")
+    model: str
+    state: str = Field(description="preparing, submitted, collected, cancelled")
+    provider_state: str | None = Field(None, description="The provider's own status, as last seen")
+    items: int
+
+
 class BatchOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -135,6 +154,8 @@ class BatchOut(BaseModel):
     invalid_count: int = 0
     metadata: dict[str, Any] | None = None
     completion_window: str | None = None
+    execution: Literal["queue", "provider"] = Field("queue", description="How the batch runs (the choice made)")
+    provider_batches: list[ProviderBatchOut] = Field(default_factory=list, description="With execution provider")
     webhook: BatchWebhookOut | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -167,6 +188,18 @@ class BatchOut(BaseModel):
             invalid_count=batch.invalid_count,
             metadata=batch.meta,
             completion_window=batch.completion_window,
+            execution=batch.execution,
+            provider_batches=[
+                ProviderBatchOut(
+                    id=p.id,
+                    provider_batch_id=p.external_id,
+                    model=p.model,
+                    state=p.state.value,
+                    provider_state=p.external_state,
+                    items=p.item_count,
+                )
+                for p in batch.provider_batches
+            ],
             webhook=BatchWebhookOut(url=batch.webhook_url, secret=show_secret) if batch.webhook_url else None,
             created_at=batch.created_at,
             started_at=t.started_at,

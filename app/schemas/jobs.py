@@ -147,7 +147,8 @@ class DeliveryAttemptOut(BaseModel):
 
 class DeliveryOut(BaseModel):
     id: str
-    job_id: str
+    job_id: str | None = Field(None, description="The job it is about (null for a batch's)")
+    batch_id: str | None = Field(None, description="The batch it is about (null for a job's)")
     message_id: str = Field(description="The `webhook-id` header: the same on every attempt")
     event_type: str
     url: str
@@ -165,6 +166,7 @@ class DeliveryOut(BaseModel):
         return cls(
             id=delivery.id,
             job_id=delivery.job_id,
+            batch_id=delivery.batch_id,
             message_id=delivery.message_id,
             event_type=delivery.event_type,
             url=delivery.url,

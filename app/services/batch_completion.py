@@ -1,9 +1,9 @@
 """Ending a batch once all its items ended, with its one webhook (`batch.completed` / `batch.cancelled`).
 
-The webhook reuses the job webhook machinery: a `webhook_deliveries` row written in the same
-transaction as the batch's final state, signed (Standard Webhooks) with the secrets kept on the
-batch's anchor item, sent by the webhook workers with their retry schedule. Deliveries are unique
-per job row, and a batch's anchor item never has a webhook of its own, so a batch has one delivery.
+The webhook reuses the job webhook machinery: a `webhook_deliveries` row of the batch (`batch_id`),
+written in the same transaction as the batch's final state, signed (Standard Webhooks) with the
+secrets kept on the batch, sent by the webhook workers with their retry schedule. Deliveries are
+unique per batch, so a batch has one.
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ EVENT_TYPES = {
 def batch_delivery(batch: BatchRecord, *, grace: timedelta = DISPATCH_GRACE) -> WebhookDelivery | None:
     """The delivery announcing an ended batch (None: no webhook). Due after `grace`: the writer
     dispatches it at once after committing, and the periodic loop picks it up if that is lost."""
-    if not batch.webhook_url or batch.anchor_job_id is None:
+    if not batch.webhook_url:
         return None
     now = utcnow()
     data = BatchOut.of(batch, now=now).model_dump(mode="json", by_alias=True)
     envelope = {"type": EVENT_TYPES[batch.status], "timestamp": now.isoformat(), "data": data}
     return WebhookDelivery(
         id=new_id(),
-        job_id=batch.anchor_job_id,
+        job_id=None,
+        batch_id=batch.id,
         project_id=batch.project_id,
         message_id=f"msg_{batch.id}",
         event_type=EVENT_TYPES[batch.status],

@@ -48,6 +48,13 @@ BATCH_CANCELLED_ERROR = {
     "status_code": 409,
 }
 
+BATCH_ABANDONED_ERROR = {
+    "type": "BatchCancelled",
+    "message": "the batch was cancelled while this item waited for rate-limit room or ran",
+    "detail": "its provider call, if any had been sent, was abandoned; the item was not billed",
+    "status_code": 409,
+}
+
 
 @dataclass(frozen=True)
 class DispatchPolicy:
@@ -127,14 +134,15 @@ class BatchDispatcher:
         if abandoned:
             log.warning("batches whose intake died half-way failed", extra={"count": abandoned})
         live = self.items.live()
-        running = [b for b in live if b.status is BatchStatus.running]
+        # Provider-execution batches are fed to the providers' batch APIs (app/services/provider_batches.py).
+        running = [b for b in live if b.status is BatchStatus.running and b.execution != "provider"]
         window = int(self.policy.window_per_slot * self.capacity.slots())
         share = max(1, window // len(running)) if running and window > 0 else 0
         sent = 0
         for batch in live:
             if batch.status is BatchStatus.cancelling:
                 self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR)
-            elif share:
+            elif share and batch.execution != "provider":
                 sent += self._feed(batch.id, share)
             self.completion.end_if_done(batch.id)
         return sent

@@ -133,13 +133,12 @@ class BatchIntake:
         items: Iterable[NewItem | InvalidItem],
         *,
         skip_invalid: bool,
-        anchor_secrets: list[str] | None = None,
     ) -> IntakeResult:
         """Write the batch and its valid items, then let it run. With `skip_invalid` False, one invalid
         item refuses the batch (BadRequest listing the invalid items; nothing is kept)."""
         batch_id = self.batches.create(new)
         try:
-            result = self._write(batch_id, new, items, skip_invalid, anchor_secrets)
+            result = self._write(batch_id, new, items, skip_invalid)
         except BaseException:
             self.batches.discard(batch_id)
             raise
@@ -153,10 +152,9 @@ class BatchIntake:
         new: NewBatch,
         items: Iterable[NewItem | InvalidItem],
         skip_invalid: bool,
-        anchor_secrets: list[str] | None,
     ) -> IntakeResult:
         def write(chunk: list[NewItem], first_seq: int) -> str | None:
-            return self.batches.add_items(batch_id, new, chunk, first_seq=first_seq, anchor_secrets=anchor_secrets)
+            return self.batches.add_items(batch_id, new, chunk, first_seq=first_seq)
 
         writer = ChunkWriter(write)
         try:

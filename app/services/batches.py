@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -25,17 +27,24 @@ from app.schemas.calls import CallRequest
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.paging import Page
 from app.services.batch_completion import BatchCompletion
-from app.services.batch_dispatch import BATCH_CANCELLED_ERROR
+from app.services.batch_deliveries import BatchDeliveries
+from app.services.batch_dispatch import BATCH_ABANDONED_ERROR, BATCH_CANCELLED_ERROR
 from app.services.batch_intake import BatchIntake, ItemChecker, jsonl_values, listed_values
+from app.services.batch_routing import choose_execution
 from app.services.batch_upload import UploadedBatch
 from app.services.calls import CallService, ResolvedTask
 from app.services.idempotency import IdempotencyGuard
 from app.services.webhooks import check_webhook_url, parse_secrets
+from app.store import keys
 from app.store.batches import BatchRecord, BatchRepository, NewBatch, NewItem
 from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
+from app.store.provider_batches import ProviderBatchRepository
 from app.store.tables import JobStatus
 from app.store.tables_batches import BatchStatus
+from app.store.webhooks import WebhookDeliveryRepository
+
+log = logging.getLogger("conveyor.batches")
 
 ENDPOINT = "POST /v2/batches"
 RESULTS_PAGE = 1000
@@ -82,10 +91,15 @@ class BatchService:
     jobs: JobRepository
     guard: IdempotencyGuard
     completion: BatchCompletion
+    redis: aioredis.Redis | None = None  # announces cancelled running items to their workers
     intake: BatchIntake = field(init=False)
+    provider_batches: ProviderBatchRepository = field(init=False)
+    deliveries: BatchDeliveries = field(init=False)
 
     def __post_init__(self) -> None:
         self.intake = BatchIntake(self.batches)
+        self.provider_batches = ProviderBatchRepository(self.batches.db)
+        self.deliveries = BatchDeliveries(WebhookDeliveryRepository(self.batches.db), self.completion.webhooks)
 
     # --- submit ------------------------------------------------------------------------------------
 
@@ -132,6 +146,7 @@ class BatchService:
         async def create() -> JobRecord:
             resolved = await self._resolve(project, spec)
             template = {k: v for k, v in task_to_dict(resolved.task).items() if k not in ("input", "tags")}
+            execution = choose_execution(spec.execution, spec.completion_window, resolved.task, self.calls.resolver)
             new = NewBatch(
                 project_id=project.id,
                 task_template=template,
@@ -140,12 +155,12 @@ class BatchService:
                 webhook_url=spec.webhook.url if spec.webhook else None,
                 meta=spec.metadata,
                 completion_window=spec.completion_window,
+                execution=execution,
+                webhook_secrets=secrets,
             )
             checker = ItemChecker(resolved.task.input_schema, dict(resolved.task.tags))
             result = await run_in_threadpool(
-                lambda: self.intake.run(
-                    new, checker.checked(values), skip_invalid=spec.on_invalid == "skip", anchor_secrets=list(secrets)
-                )
+                lambda: self.intake.run(new, checker.checked(values), skip_invalid=spec.on_invalid == "skip")
             )
             return await run_in_threadpool(self.jobs.get, result.anchor_job_id)
 
@@ -177,13 +192,20 @@ class BatchService:
         batch = await run_in_threadpool(self.batches.get, batch_id, project_id=project.id)
         if batch is None:
             raise NotFound("batch not found", detail=f"batch_id: no batch {batch_id} in this project")
-        return batch
+        return await self._with_provider_batches(batch)
+
+    async def _with_provider_batches(self, batch: BatchRecord) -> BatchRecord:
+        if batch.execution != "provider":
+            return batch
+        found = await run_in_threadpool(self.provider_batches.of_batch, batch.id)
+        return replace(batch, provider_batches=tuple(found))
 
     async def find(self, project: ProjectRef, statuses: list[str], page: Page) -> tuple[list[BatchRecord], int]:
         wanted = parse_statuses(statuses, BatchStatus, "status")
-        return await run_in_threadpool(
+        found, total = await run_in_threadpool(
             lambda: self.batches.find(project.id, wanted, offset=page.offset, limit=page.limit)
         )
+        return [await self._with_provider_batches(batch) for batch in found], total
 
     async def results(self, project: ProjectRef, batch_id: str, statuses: list[str]) -> AsyncIterator[bytes]:
         """NDJSON lines of the items (in submission order), a page of rows at a time. 404 before any byte."""
@@ -207,7 +229,9 @@ class BatchService:
     # --- cancel and retry --------------------------------------------------------------------------
 
     async def cancel(self, project: ProjectRef, batch_id: str) -> BatchRecord:
-        """Queued items are cancelled at once, running ones finish; the batch ends as cancelled."""
+        """Every item not yet ended is cancelled at once: queued ones never run, running ones (waiting for
+        rate-limit room, or with a call in flight) are abandoned by their workers; none is billed.
+        Provider batches are cancelled by the worker that runs them (app/services/provider_batches.py)."""
         batch = await self.get(project, batch_id)
         if batch.status in (BatchStatus.cancelling, BatchStatus.cancelled):
             return batch
@@ -217,8 +241,23 @@ class BatchService:
                 detail=f"batch_id: {batch_id} is {batch.status.value}; only a running batch can be cancelled",
             )
         await run_in_threadpool(lambda: self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR))
+        running = await run_in_threadpool(lambda: self.batches.cancel_running(batch.id, error=BATCH_ABANDONED_ERROR))
+        await self._announce_cancel(running)
         await run_in_threadpool(self.completion.end_if_done, batch.id)
         return await self.get(project, batch_id)
+
+    async def _announce_cancel(self, job_ids: list[str]) -> None:
+        """Tell the workers running these items to abandon them (as a job cancel does). Should Redis
+        lose it, each worker finds out at its next lease renewal."""
+        if not job_ids or self.redis is None:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.publish(keys.job_cancel_channel(job_id), "cancel")
+                await pipe.execute()
+        except Exception:
+            log.warning("could not announce cancelled batch items", extra={"count": len(job_ids)}, exc_info=True)
 
     async def retry(self, project: ProjectRef, batch_id: str) -> SubmittedBatch:
         """A new batch of this one's failed items, with the same task, webhook and metadata."""
@@ -230,7 +269,6 @@ class BatchService:
             )
         if old.totals.failed == 0:
             raise Conflict("the batch has no failed items", detail=f"batch_id: {batch_id} has no failed items to retry")
-        anchor = await run_in_threadpool(self.jobs.get, old.anchor_job_id) if old.anchor_job_id else None
         new = NewBatch(
             project_id=project.id,
             task_template=old.task_template,
@@ -239,11 +277,10 @@ class BatchService:
             webhook_url=old.webhook_url,
             meta=old.meta,
             completion_window=old.completion_window,
+            execution=old.execution,
+            webhook_secrets=old.webhook_secrets,
         )
-        secrets = list(anchor.webhook_secrets) if anchor is not None else []
-        result = await run_in_threadpool(
-            lambda: self.intake.run(new, self._failed_items(old.id), skip_invalid=False, anchor_secrets=secrets)
-        )
+        result = await run_in_threadpool(lambda: self.intake.run(new, self._failed_items(old.id), skip_invalid=False))
         return SubmittedBatch(await self.get(project, result.batch_id), replayed=False)
 
     def _failed_items(self, batch_id: str) -> Iterator[NewItem]:

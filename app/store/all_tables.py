@@ -7,6 +7,7 @@ from app.store import (  # noqa: F401
     tables_functions,
     tables_models,
     tables_observability,
+    tables_provider_batches,
 )
 from app.store.tables import Base
 

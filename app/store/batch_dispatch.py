@@ -22,6 +22,7 @@ from app.store.tables_batches import Batch, BatchStatus
 class LiveBatch:
     id: str
     status: BatchStatus
+    execution: str = "queue"  # "provider": its items go through provider batches, not the queue
 
 
 class BatchDispatchRepository:
@@ -32,12 +33,12 @@ class BatchDispatchRepository:
         """Batches with items to run or to wait for (running, cancelling), oldest first."""
         with self.db.transaction() as session:
             rows = session.execute(
-                select(Batch.id, Batch.status)
+                select(Batch.id, Batch.status, Batch.execution)
                 .where(Batch.status.in_([BatchStatus.running, BatchStatus.cancelling]))
                 .order_by(Batch.created_at)
                 .limit(limit)
             )
-            return [LiveBatch(row.id, BatchStatus(row.status)) for row in rows]
+            return [LiveBatch(row.id, BatchStatus(row.status), row.execution or "queue") for row in rows]
 
     def outstanding(self, batch_id: str) -> int:
         """Items sent to the broker and not yet claimed, plus items running."""

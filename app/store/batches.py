@@ -30,6 +30,8 @@ class NewBatch:
     webhook_url: str | None = None
     meta: dict[str, Any] | None = None
     completion_window: str | None = None
+    execution: str = "queue"  # or "provider"
+    webhook_secrets: tuple[str, ...] = ()  # signs the batch's webhook (kept on the batch, never shown)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class BatchRecord:
     cancel_requested_at: datetime | None
     finished_at: datetime | None
     totals: BatchTotals = field(default_factory=BatchTotals)
+    execution: str = "queue"
+    webhook_secrets: tuple[str, ...] = ()
+    provider_batches: tuple[Any, ...] = ()  # ProviderBatchRecords, where the reader attached them
 
     @property
     def queued(self) -> int:
@@ -85,6 +90,8 @@ class BatchRecord:
             cancel_requested_at=row.cancel_requested_at,
             finished_at=row.finished_at,
             totals=totals or BatchTotals(),
+            execution=row.execution or "queue",
+            webhook_secrets=tuple(row.webhook_secrets or ()),
         )
 
 
@@ -127,6 +134,8 @@ class BatchRepository:
                     webhook_url=new.webhook_url,
                     meta=new.meta,
                     completion_window=new.completion_window,
+                    execution=new.execution,
+                    webhook_secrets=list(new.webhook_secrets) or None,
                     total=0,
                     invalid_count=0,
                     created_at=now,
@@ -137,12 +146,10 @@ class BatchRepository:
             session.execute(insert(BatchCounter), batch_counters.new_stripes(batch_id))
         return batch_id
 
-    def add_items(
-        self, batch: str, new: NewBatch, items: Sequence[NewItem], *, first_seq: int, anchor_secrets: list[str] | None
-    ) -> str | None:
+    def add_items(self, batch: str, new: NewBatch, items: Sequence[NewItem], *, first_seq: int) -> str | None:
         """Insert a chunk of items (one multi-row INSERT per few thousand); the job id of the first.
 
-        The batch's first item (`first_seq` 1) becomes its anchor and carries `anchor_secrets`."""
+        The batch's first item (`first_seq` 1) becomes its anchor (its Idempotency-Key binding)."""
         if not items:
             return None
         now = utcnow()
@@ -167,8 +174,6 @@ class BatchRepository:
             }
             for offset, item in enumerate(items)
         ]
-        if first_seq == 1:
-            rows[0]["webhook_secrets"] = anchor_secrets
         with self.db.transaction() as session:
             session.connection().execute(insert(Job.__table__), rows)  # Core executemany, no ORM objects
             values: dict[str, Any] = {"updated_at": now}
@@ -288,6 +293,32 @@ class BatchRepository:
             if cancelled:
                 batch_counters.add(session, batch_id, 0, CounterDelta(cancelled=cancelled))
             return cancelled
+
+    def cancel_running(self, batch_id: str, *, error: dict[str, Any]) -> list[str]:
+        """A cancelling batch's running items cancelled too: those waiting for rate-limit room and those
+        whose provider call is in flight. Their ids, for the caller to announce: each worker then
+        abandons its call (as for a cancelled job), and a lost announcement fails its next lease
+        renewal. Nothing is billed for them; a result that comes back anyway is not written."""
+        now = utcnow()
+        cancelling = select(Batch.id).where(Batch.id == batch_id, Batch.status == BatchStatus.cancelling).exists()
+        with self.db.transaction() as session:
+            ids = session.scalars(
+                update(Job)
+                .where(Job.batch_id == batch_id, Job.status == JobStatus.running, cancelling)
+                .values(
+                    status=JobStatus.cancelled,
+                    error=error,
+                    finished_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    dispatched_at=None,
+                )
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+            if ids:
+                batch_counters.add(session, batch_id, 0, CounterDelta(running=-len(ids), cancelled=len(ids)))
+            return list(ids)
 
     def end_if_done(self, batch_id: str, rows_for: EndRows) -> BatchRecord | None:
         """Move a batch whose items all ended to its final state, with `rows_for(ended)`; the ended

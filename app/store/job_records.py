@@ -95,6 +95,8 @@ class JobFilters:
     tags: dict[str, str] = field(default_factory=dict)
     created_after: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
+    batch_id: str | None = None  # only this batch's items
+    include_batch_items: bool = False  # else (and without batch_id) interactive jobs only
 
 
 @dataclass(frozen=True)

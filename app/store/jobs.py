@@ -245,6 +245,11 @@ class JobRepository:
         nothing: on an error nothing is written, and the caller may write each alone."""
         return self._end(_FINISH, JobStatus.running, finishes, lambda finish: {"p_token": finish.token})
 
+    def end_queued(self, endings: Sequence[Finish]) -> list[bool]:
+        """Queued jobs ended without a claim (a provider batch answered them): each only while still
+        queued, so an answer read twice ends its job once, and a cancelled job stays cancelled."""
+        return self._end(_END_FROM, JobStatus.queued, endings, lambda _: {"p_prior": JobStatus.queued})
+
     def cancel(
         self,
         job_id: str,
@@ -314,6 +319,10 @@ class JobRepository:
     def find(self, project_id: str, filters: JobFilters, *, offset: int, limit: int) -> tuple[list[JobRecord], int]:
         """A page of the project's jobs matching `filters`, newest first, and the total count."""
         conditions = [Job.project_id == project_id]
+        if filters.batch_id is not None:
+            conditions.append(Job.batch_id == filters.batch_id)
+        elif not filters.include_batch_items:
+            conditions.append(Job.batch_id.is_(None))
         if filters.statuses:
             conditions.append(Job.status.in_(filters.statuses))
         if filters.function_name is not None:

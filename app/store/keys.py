@@ -68,3 +68,6 @@ BATCH_DISPATCH_LOCK = f"{PREFIX}:batch:dispatch-lock"
 
 BATCH_CAPACITY = f"{PREFIX}:batch:capacity"
 """Hash: `host:pid` of each worker consuming the batch queue → `threads:expires_epoch` (refreshed by its sweeper)."""
+
+PROVIDER_BATCH_LOCK = f"{PREFIX}:batch:provider-batch-lock"
+"""Held (and refreshed) by the one worker running provider-batch rounds (workers/tasks/provider_batches.py)."""

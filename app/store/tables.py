@@ -160,6 +160,15 @@ class Job(Base):
             postgresql_where=text("status = 'queued' AND batch_id IS NULL"),
             sqlite_where=text("status = 'queued' AND batch_id IS NULL"),
         ),
+        # `GET /v2/jobs` lists interactive jobs only unless asked for batch items (migration 0009): a
+        # project's page of jobs must not walk past its batches' hundred thousand items.
+        Index(
+            "ix_jobs_project_created_interactive",
+            "project_id",
+            "created_at",
+            postgresql_where=text("batch_id IS NULL"),
+            sqlite_where=text("batch_id IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

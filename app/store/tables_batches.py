@@ -49,11 +49,14 @@ class Batch(Base):
     function_id: Mapped[str | None] = mapped_column(String(36))
     revision_id: Mapped[str | None] = mapped_column(String(36))
     task_template: Mapped[dict[str, Any]] = mapped_column(JSONType)  # a TaskSpec dict without input and tags
-    # The first item: it carries the webhook's signing secrets and the Idempotency-Key binding.
+    # The first item: it carries the Idempotency-Key binding (the webhook is the batch's own).
     anchor_job_id: Mapped[str | None] = mapped_column(String(36))
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_secrets: Mapped[list[str] | None] = mapped_column(JSONType)  # `whsec_...`, newest first
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     completion_window: Mapped[str | None] = mapped_column(String(32))
+    # "queue" (the workers call the models) or "provider" (the providers' batch APIs); null: queue.
+    execution: Mapped[str | None] = mapped_column(String(16))
     total: Mapped[int] = mapped_column(Integer, default=0)
     invalid_count: Mapped[int] = mapped_column(Integer, default=0)
     invalid_items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)  # the first 100

@@ -45,7 +45,8 @@ class DeliveryStatus(enum.StrEnum):
 
 
 class WebhookDelivery(Base):
-    """One webhook message about one job (a job ends once, so it has at most one), and its retry state.
+    """One webhook message about one job or one batch (each ends once, so it has at most one), and its
+    retry state. Exactly one of `job_id` and `batch_id` is set.
 
     `payload` holds the exact body bytes, so every attempt and redelivery sends the same message.
     """
@@ -53,11 +54,13 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("job_id", name="uq_webhook_deliveries_job"),
+        UniqueConstraint("batch_id", name="uq_webhook_deliveries_batch"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     message_id: Mapped[str] = mapped_column(String(64))  # the `webhook-id` header, stable across attempts
     event_type: Mapped[str] = mapped_column(String(64))

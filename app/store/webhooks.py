@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from app.store.db import Database
 from app.store.tables import Job, utcnow
+from app.store.tables_batches import Batch
 from app.store.tables_delivery import DeliveryStatus, WebhookAttempt, WebhookDelivery
 
 
@@ -34,7 +35,7 @@ class AttemptLog:
 @dataclass(frozen=True)
 class DeliveryRecord:
     id: str
-    job_id: str
+    job_id: str | None  # the job it is about, or
     project_id: str
     message_id: str
     event_type: str
@@ -49,12 +50,14 @@ class DeliveryRecord:
     created_at: datetime
     updated_at: datetime
     attempts: tuple[AttemptLog, ...] = ()
+    batch_id: str | None = None  # the batch it is about
 
     @classmethod
     def of(cls, row: WebhookDelivery, attempts: tuple[AttemptLog, ...] = ()) -> DeliveryRecord:
         return cls(
             id=row.id,
             job_id=row.job_id,
+            batch_id=row.batch_id,
             project_id=row.project_id,
             message_id=row.message_id,
             event_type=row.event_type,
@@ -157,7 +160,10 @@ class WebhookDeliveryRepository:
             if not taken:
                 return None
             row = session.get(WebhookDelivery, delivery_id)
-            secrets = session.scalar(select(Job.webhook_secrets).where(Job.id == row.job_id)) or []
+            if row.batch_id is not None:
+                secrets = session.scalar(select(Batch.webhook_secrets).where(Batch.id == row.batch_id)) or []
+            else:
+                secrets = session.scalar(select(Job.webhook_secrets).where(Job.id == row.job_id)) or []
             return SendClaim(DeliveryRecord.of(row), token, tuple(secrets))
 
     def record(self, claim: SendClaim, outcome: AttemptOutcome) -> bool:
@@ -229,7 +235,26 @@ class WebhookDeliveryRepository:
 
     def for_job(self, project_id: str, job_id: str, *, offset: int, limit: int) -> tuple[list[DeliveryRecord], int]:
         """A job's deliveries with their attempt logs (oldest first)."""
-        conditions = (WebhookDelivery.project_id == project_id, WebhookDelivery.job_id == job_id)
+        return self._page((WebhookDelivery.project_id == project_id, WebhookDelivery.job_id == job_id), offset, limit)
+
+    def for_batch(self, project_id: str, batch_id: str, *, offset: int, limit: int) -> tuple[list[DeliveryRecord], int]:
+        """A batch's delivery (it has at most one) with its attempt log."""
+        conditions = (WebhookDelivery.project_id == project_id, WebhookDelivery.batch_id == batch_id)
+        return self._page(conditions, offset, limit)
+
+    def get_of_batch(self, project_id: str, batch_id: str, delivery_id: str) -> DeliveryRecord | None:
+        found, _ = self._page(
+            (
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.batch_id == batch_id,
+                WebhookDelivery.project_id == project_id,
+            ),
+            0,
+            1,
+        )
+        return found[0] if found else None
+
+    def _page(self, conditions: tuple, offset: int, limit: int) -> tuple[list[DeliveryRecord], int]:
         with self.db.transaction() as session:
             total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(*conditions)) or 0
             rows = session.scalars(

@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import Webhook
 
 from app.services.webhooks import generate_secret
 from app.store.tables import Job, Span
+from app.store.tables_delivery import WebhookDelivery
 from tests.stack import start_stack
 
 IN_SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
@@ -144,6 +145,23 @@ def test_a_few_hundred_items_run_once_each_with_their_results(stack, client, fak
     event = Webhook(secret).verify(body, headers)
     assert event["type"] == "batch.completed" and event["data"]["id"] == batch["id"]
     assert event["data"]["counts"]["succeeded"] == 300 and headers["webhook-id"] == f"msg_{batch['id']}"
+    with stack.db.transaction() as session:  # the delivery is the batch's, not one of its items'
+        deliveries = session.scalars(select(WebhookDelivery).where(WebhookDelivery.batch_id == batch["id"])).all()
+        assert [d.job_id for d in deliveries] == [None]
+    listed = client.get(f"/batches/{batch['id']}/deliveries").json()
+    assert listed["meta"]["total_count"] == 1
+    [delivery] = listed["data"]
+    assert delivery["batch_id"] == batch["id"] and delivery["job_id"] is None and delivery["status"] == "succeeded"
+    assert delivery["attempts"][0]["status_code"] == 200
+    again = client.post(f"/batches/{batch['id']}/deliveries/{delivery['id']}/redeliver")
+    assert again.status_code == 202 and again.json()["message_id"] == f"msg_{batch['id']}"
+    deadline = time.monotonic() + 10
+    while len(receiver.received) < 2:  # the same message again, same webhook-id
+        assert time.monotonic() < deadline, "no redelivery"
+        time.sleep(0.05)
+    assert receiver.received[1][1] == body and receiver.received[1][0]["webhook-id"] == f"msg_{batch['id']}"
+    missing = client.post(f"/batches/{batch['id']}/deliveries/nope/redeliver")
+    assert missing.status_code == 404 and "delivery_id" in missing.json()["detail"]
 
 
 def test_invalid_lines_are_reported_by_number_and_refuse_the_batch(client):
@@ -206,7 +224,7 @@ def test_json_bodies_and_bad_requests_name_the_field(client):
     assert wait_until_ended(client, accepted.json()["id"])["counts"]["succeeded"] == 1
 
 
-def test_cancel_stops_queued_items_and_lets_running_ones_finish(stack, client, fake_provider):
+def test_cancel_stops_queued_and_running_items(stack, client, fake_provider):
     model = unique("fake/slow?latency_ms=1500")
     items = [{"custom_id": f"c{i}", "input": {"q": str(i)}} for i in range(400)]
     batch = client.post("/batches", json={"function": function(model), "items": items}).json()
@@ -215,15 +233,20 @@ def test_cancel_stops_queued_items_and_lets_running_ones_finish(stack, client, f
         assert time.monotonic() < deadline
         time.sleep(0.1)
     cancelled = client.post(f"/batches/{batch['id']}/cancel")
+    sent_before = fake_provider.requests_for(model)
     assert cancelled.status_code == 200
     now = cancelled.json()
-    assert now["status"] in ("cancelling", "cancelled") and now["counts"]["queued"] == 0
-    assert now["counts"]["cancelled"] >= 400 - 100 - now["counts"]["succeeded"]  # at most a window ran
+    # Running items are cancelled with the queued ones: the batch ends at once.
+    assert now["status"] == "cancelled" and now["counts"]["queued"] == 0 and now["counts"]["running"] == 0
     ended = wait_until_ended(client, batch["id"])
     counts = ended["counts"]
-    assert ended["status"] == "cancelled" and counts["running"] == 0
-    assert counts["succeeded"] + counts["cancelled"] == 400 and counts["succeeded"] > 0
-    assert fake_provider.requests_for(model) == counts["succeeded"]  # nothing not run was sent
+    assert counts == now["counts"]  # nothing ran on: the calls in flight were abandoned, not written
+    assert counts["succeeded"] + counts["cancelled"] == 400 and counts["cancelled"] > 0
+    deadline = time.monotonic() + 10
+    while fake_provider.stats()["in_flight"]:  # the abandoned calls' requests have gone
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert fake_provider.requests_for(model) == sent_before  # no item started after the cancel
     lines = results(client, batch["id"], status="cancelled")
     assert len(lines) == counts["cancelled"] and lines[0]["error"]["type"] == "BatchCancelled"
     with stack.db.transaction() as session:  # never run, never billed: no spans at all
@@ -298,3 +321,17 @@ def test_the_endpoints_are_documented(stack):
     assert submit["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/BatchOut")
     assert "application/x-ndjson" in paths["/v2/batches/{batch_id}/results"]["get"]["responses"]["200"]["content"]
     assert {"/v2/batches/{batch_id}/cancel", "/v2/batches/{batch_id}/retry"} <= set(paths)
+
+
+def test_job_listings_leave_batch_items_out_unless_asked(client):
+    items = [{"custom_id": f"l{i}", "input": {"q": str(i)}} for i in range(3)]
+    batch = client.post("/batches", json={"function": function("fake/a"), "items": items}).json()
+    job = client.post("/jobs", json={"name": "alone", "input": "x", "model": "fake/a"}).json()
+    listed = client.get("/jobs").json()
+    assert [j["id"] for j in listed["data"]] == [job["id"]] and listed["meta"]["total_count"] == 1
+    of_batch = client.get("/jobs", params={"batch_id": batch["id"]}).json()
+    assert of_batch["meta"]["total_count"] == 3 and job["id"] not in {j["id"] for j in of_batch["data"]}
+    everything = client.get("/jobs", params={"include_batch_items": "true"}).json()
+    assert everything["meta"]["total_count"] == 4
+    refused = client.get("/jobs", params={"include_batch_items": "maybe"})
+    assert refused.status_code in (400, 422) and "include_batch_items" in json.dumps(refused.json())

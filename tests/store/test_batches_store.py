@@ -41,9 +41,9 @@ def db(request, tmp_path):
 def new_batch(db: Database, count: int, *, chunk_rows: int = 7) -> tuple[BatchRepository, str]:
     project = ProjectRepository(db).ensure_project("p")
     batches = BatchRepository(db)
-    new = NewBatch(project_id=project.id, task_template={"name": "t", "instructions": "do"})
+    new = NewBatch(project_id=project.id, task_template={"name": "t", "instructions": "do"}, webhook_secrets=("s",))
     items = (NewItem(f"c{i}", {"n": i}, {"k": "v"}) for i in range(count))
-    result = BatchIntake(batches, chunk_rows=chunk_rows).run(new, items, skip_invalid=False, anchor_secrets=["s"])
+    result = BatchIntake(batches, chunk_rows=chunk_rows).run(new, items, skip_invalid=False)
     return batches, result.batch_id
 
 
@@ -81,8 +81,8 @@ def test_intake_writes_items_in_order_with_the_anchor_first(db):
         jobs = session.scalars(select(Job).where(Job.batch_id == batch_id).order_by(Job.batch_seq)).all()
         assert [j.custom_id for j in jobs] == [f"c{i}" for i in range(20)]
         assert [j.batch_seq for j in jobs] == list(range(1, 21))
-        assert jobs[0].id == batch.anchor_job_id and jobs[0].webhook_secrets == ["s"]
-        assert all(j.webhook_secrets is None for j in jobs[1:])
+        assert jobs[0].id == batch.anchor_job_id and batch.webhook_secrets == ("s",)  # the batch's, not an item's
+        assert all(j.webhook_secrets is None for j in jobs)
         assert jobs[3].task == {"name": "t", "input": {"n": 3}, "tags": {"k": "v"}}
     assert batches.template(batch_id) == {"name": "t", "instructions": "do"}
 
@@ -214,7 +214,7 @@ def test_an_intake_that_died_half_way_fails_and_leaves_no_items(db):
     batches = BatchRepository(db)
     new = NewBatch(project_id=project.id, task_template={"name": "t"})
     batch_id = batches.create(new)
-    batches.add_items(batch_id, new, [NewItem("a", 1, {})], first_seq=1, anchor_secrets=None)
+    batches.add_items(batch_id, new, [NewItem("a", 1, {})], first_seq=1)
     assert batches.fail_abandoned_intakes(idle_since=utcnow() - timedelta(minutes=5)) == 0
     assert batches.fail_abandoned_intakes(idle_since=utcnow() + timedelta(seconds=1)) == 1
     assert batches.get(batch_id).status is BatchStatus.failed

@@ -11,6 +11,7 @@ from app.api.deps import CurrentProject, State
 from app.errors import BadRequest
 from app.schemas.batches import BatchCreate, BatchOut, BatchResultLine
 from app.schemas.calls import ErrorBody
+from app.schemas.jobs import DeliveryOut
 from app.schemas.paging import PageParams, Paginated, paginated
 from app.services.batch_upload import read_upload
 from app.services.batches import SubmittedBatch
@@ -141,8 +142,39 @@ async def batch_results(
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchOut, responses=_ERRORS, summary="Cancel a batch")
 async def cancel_batch(batch_id: str, project: CurrentProject, state: State) -> BatchOut:
-    """Queued items are cancelled at once and never billed; running ones finish. 409 once it ended."""
+    """Every item not yet ended is cancelled at once and never billed: queued ones never run, running ones
+    (waiting for rate-limit room, or with a call in flight) are abandoned; provider batches are cancelled
+    at the provider. 409 once it ended."""
     return BatchOut.of(await state.batch_service.cancel(project, batch_id), now=utcnow())
+
+
+@router.get(
+    "/batches/{batch_id}/deliveries",
+    response_model=Paginated[DeliveryOut],
+    responses=_ERRORS,
+    summary="List a batch's webhook deliveries",
+)
+async def list_batch_deliveries(batch_id: str, project: CurrentProject, state: State, page: PageParams) -> dict:
+    """The batch's one webhook message (once it ended) with every attempt: when, the receiver's status
+    code or the error, the next retry."""
+    await state.batch_service.get(project, batch_id)
+    deliveries, total = await state.batch_service.deliveries.list(project, batch_id, page)
+    return paginated([DeliveryOut.of(d) for d in deliveries], total)
+
+
+@router.post(
+    "/batches/{batch_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryOut,
+    responses=_ERRORS,
+    summary="Send a batch's webhook delivery again",
+)
+async def redeliver_batch_webhook(
+    batch_id: str, delivery_id: str, project: CurrentProject, state: State
+) -> DeliveryOut:
+    """The same message (same `webhook-id` and body), sent now, with a fresh retry schedule."""
+    await state.batch_service.get(project, batch_id)
+    return DeliveryOut.of(await state.batch_service.deliveries.redeliver(project, batch_id, delivery_id))
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -65,9 +66,15 @@ async def list_jobs(
     tag: Annotated[list[str], Query(description="key:value; repeat to require several")] = [],  # noqa: B006
     created_after: Annotated[datetime | None, Query(description="Inclusive")] = None,
     created_before: Annotated[datetime | None, Query(description="Exclusive")] = None,
+    batch_id: Annotated[str | None, Query(description="Only this batch's items")] = None,
+    include_batch_items: Annotated[bool, Query(description="List batch items too (left out by default)")] = False,
 ) -> dict:
-    """Newest first."""
-    filters = parse_job_filters(status, name, tag, created_after, created_before)
+    """Newest first. Batch items are left out unless `batch_id` or `include_batch_items=true` asks for them."""
+    filters = replace(
+        parse_job_filters(status, name, tag, created_after, created_before),
+        batch_id=batch_id,
+        include_batch_items=include_batch_items,
+    )
     jobs, total = await state.job_service.find(project, filters, page)
     return paginated([JobOut.of(job) for job in jobs], total)
 
