@@ -1,14 +1,14 @@
 """a project's catalog version: bumped with every change to its functions, aliases and custom models
 
-Revision ID: 0009_catalog_version
-Revises: 0008
+Revision ID: 0010_catalog_version
+Revises: 0009_provider_batches
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_catalog_version"
-down_revision = "0008"
+revision = "0010_catalog_version"
+down_revision = "0009_provider_batches"
 branch_labels = None
 depends_on = None
 
