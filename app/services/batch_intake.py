@@ -14,10 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-import jsonschema_specifications
-from jsonschema import Draft202012Validator, validators
-
-from app.engine.structured import validate_instance
+from app.engine.structured import instance_validator, validate_instance
 from app.errors import BadRequest
 from app.store.batches import BatchRepository, NewBatch, NewItem
 
@@ -75,10 +72,7 @@ class ItemChecker:
         self.first_line: dict[str, int] = {}
         self.validator = None
         if input_schema is not None:  # compiled once; the engine's validate_instance words the failures
-            cls = validators.validator_for(input_schema, default=Draft202012Validator)
-            self.validator = cls(
-                input_schema, format_checker=cls.FORMAT_CHECKER, registry=jsonschema_specifications.REGISTRY
-            )
+            self.validator = instance_validator(input_schema)
 
     def check(self, line: int, value: Any) -> NewItem:
         if isinstance(value, ItemError):
