@@ -13,6 +13,7 @@ from app.api.body_limit import BodySizeLimit
 from app.api.errors import install_error_handlers
 from app.api.routes import health
 from app.api.state import AppState
+from app.api.storable_input import StorableInput
 from app.config import Settings, get_settings
 
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in routes.v2_routers():
         app.include_router(router, prefix="/v2")
+    app.add_middleware(StorableInput)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

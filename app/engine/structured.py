@@ -20,6 +20,7 @@ from referencing.exceptions import Unresolvable
 
 from app.engine.patterns import UnsupportedPattern, format_checker, validator_class
 from app.errors import BadRequest, StructuredOutputError
+from app.json_values import UnstorableValue, check, loads
 
 _MAX_MESSAGE_CHARS = 300  # jsonschema messages embed the failing value, which can be huge
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\r?\n(.*?)```", re.DOTALL)
@@ -232,7 +233,9 @@ def parse_json_answer(text: str) -> Any:
     if fence:
         candidate = fence.group(2).strip()
     try:
-        return json.loads(candidate)
+        return loads(candidate)
+    except UnstorableValue as err:  # NaN, a NUL...: ask again rather than fail storing the result
+        raise _unstorable(err, text) from None
     except ValueError as err:
         error = err
     if not fence:
@@ -244,6 +247,17 @@ def parse_json_answer(text: str) -> Any:
                 error = err if start == min(starts) else error
                 continue
             if isinstance(value, dict | list):
+                try:
+                    check(value)
+                except UnstorableValue as err:
+                    raise _unstorable(err, text) from None
                 return value
     reason = f"the answer is not valid JSON: {error}"
     raise StructuredOutputError(reason, errors=[f"$: {reason}"], raw_output=text)
+
+
+def _unstorable(err: UnstorableValue, text: str) -> StructuredOutputError:
+    where = f"$.{err.path}" if err.path and not err.path.startswith("[") else f"${err.path}"
+    return StructuredOutputError(
+        f"the answer is not storable JSON: {err.reason}", errors=[f"{where}: {err.reason}"], raw_output=text
+    )

@@ -7,7 +7,6 @@ seen (for uniqueness) and nothing else.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +15,7 @@ from typing import IO, Any
 
 from app.engine.structured import instance_validator, validate_instance
 from app.errors import BadRequest
+from app.json_values import UnstorableValue, loads
 from app.store.batches import BatchRepository, NewBatch, NewItem
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -53,7 +53,9 @@ def jsonl_values(file: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if not raw.strip():
             continue
         try:
-            yield number, json.loads(raw)
+            yield number, loads(raw)
+        except UnstorableValue as exc:  # a NUL, lone surrogate, NaN or Infinity: no store can keep it
+            yield number, ItemError(str(exc))
         except ValueError as exc:
             yield number, ItemError(f"not valid JSON: {exc}")
 
