@@ -11,6 +11,7 @@ from app.api import routes
 from app.api.auth import ApiKeyAuthenticator
 from app.api.body_limit import BodySizeLimit
 from app.api.errors import install_error_handlers
+from app.api.openapi import install_openapi
 from app.api.routes import health
 from app.api.state import AppState
 from app.api.storable_input import StorableInput
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(health.router)
     for router in routes.v2_routers():
         app.include_router(router, prefix="/v2")
