@@ -26,6 +26,8 @@ FiniteFloat = Annotated[float, AfterValidator(finite)]
 SpanName = Annotated[str, Field(min_length=1, max_length=500)]
 SpanType = Annotated[str, Field(max_length=32)]
 Dimension = Annotated[str, Field(min_length=1, max_length=200)]
+# stored in a 32-bit INTEGER column: a larger number was a database error (a 500), now a 422 naming it
+SpanScore = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 class SpanCreate(BaseModel):
@@ -40,7 +42,7 @@ class SpanCreate(BaseModel):
     output: Any = None
     error: str | None = None
     meta: dict[str, Any] | None = None
-    score: int | None = None
+    score: SpanScore | None = None
 
 
 class SpanUpdate(BaseModel):
@@ -54,7 +56,7 @@ class SpanUpdate(BaseModel):
     output: str | None = None
     error: str | None = None
     meta: dict[str, Any] | None = None
-    score: int | None = None
+    score: SpanScore | None = None
 
 
 class SpanOut(BaseModel):

@@ -123,3 +123,11 @@ def test_a_nul_in_the_path_or_query_is_400_naming_it(stack, key, url, field):
         response = client.get(url)
     assert response.status_code == 400, response.text
     assert response.json()["detail"] == f"{field}: contains a NUL character (\\u0000), which cannot be stored"
+
+
+def test_a_span_score_beyond_its_32_bit_column_is_422_naming_it(stack, key):
+    with stack.client(key) as client:
+        too_big = client.post("/spans", json={"name": "s", "score": 2**40})
+        fits = client.post("/spans", json={"name": "s", "score": 2**31 - 1})
+    assert too_big.status_code == 422 and too_big.json()["message"].startswith("score: ")
+    assert fits.status_code in (200, 201), fits.text
