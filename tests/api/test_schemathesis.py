@@ -19,6 +19,7 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 
 from app.config import Settings
 from app.main import create_app
+from tests.stack import start_stack
 
 EXAMPLES = int(os.environ.get("CONVEYOR_SCHEMATHESIS_EXAMPLES", "10"))
 SEED = int(os.environ.get("CONVEYOR_SCHEMATHESIS_SEED", "15"))
@@ -30,6 +31,16 @@ CHECKS = [not_a_server_error, status_code_conformance]
 CASES = [(op, GenerationMode.POSITIVE) for op in OPERATIONS] + [
     (op, GenerationMode.NEGATIVE) for op in OPERATIONS if len(op.body) or len(op.query) or len(op.headers)
 ]
+
+
+@pytest.fixture(scope="module")
+def stack(fake_provider):
+    """Waiting calls answer 202 (documented) after 5 s: generated calls may queue behind one another."""
+    running = start_stack(
+        fake_provider.url, CONVEYOR_DEFAULT_MODEL="openai/gpt-4o-mini", CONVEYOR_CALL_WAIT_SECONDS="5"
+    )
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")
