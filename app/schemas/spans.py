@@ -12,7 +12,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 def as_utc(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC (the SDK sends naive ones without an offset)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: was a 500
+        raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
 
 
 def finite(value: float) -> float:

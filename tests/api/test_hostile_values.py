@@ -131,3 +131,21 @@ def test_a_span_score_beyond_its_32_bit_column_is_422_naming_it(stack, key):
         fits = client.post("/spans", json={"name": "s", "score": 2**31 - 1})
     assert too_big.status_code == 422 and too_big.json()["message"].startswith("score: ")
     assert fits.status_code in (200, 201), fits.text
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "json_body", "field"),
+    [
+        ("GET", "/jobs?created_after=0001-01-01T00:00:00%2B14:00", None, "created_after"),
+        ("GET", "/analytics/usage?from_date=0001-01-01T00:00:00%2B14:00", None, "from_date"),
+        ("POST", "/spans", {"name": "s", "start_time": "0001-01-01T00:00:00+14:00"}, "start_time"),
+        ("GET", "/jobs/00000000-0000-4000-8000-000000000000?wait=nan", None, "wait"),
+        ("GET", "/jobs/00000000-0000-4000-8000-000000000000?wait=inf", None, "wait"),
+    ],
+)
+def test_datetimes_before_year_1_in_utc_and_non_finite_waits_are_422(stack, key, method, url, json_body, field):
+    with stack.client(key) as client:
+        response = client.request(method, url, json=json_body)
+        assert response.status_code == 422, response.text
+        assert field in response.json()["message"]
+        assert client.get("/functions").status_code == 200  # the connection still serves
