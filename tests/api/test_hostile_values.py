@@ -149,3 +149,10 @@ def test_datetimes_before_year_1_in_utc_and_non_finite_waits_are_422(stack, key,
         assert response.status_code == 422, response.text
         assert field in response.json()["message"]
         assert client.get("/functions").status_code == 200  # the connection still serves
+
+
+def test_a_large_body_is_checked_off_the_event_loop_with_the_same_answer(stack, key):
+    content = body({"name": "big", "input": {"pad": "x" * 400_000, "v": NUL}})  # above 256 KiB
+    with stack.client(key) as client:
+        response = client.post("/call", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["detail"].startswith("input.v: contains a NUL")
