@@ -42,7 +42,7 @@ test: install  ## the whole suite (needs Redis on 6379 and PostgreSQL on 5432: `
 	$(BIN)/pytest
 
 test-api-fuzz: install  ## schemathesis only, deeper: make test-api-fuzz SCHEMATHESIS_EXAMPLES=500 SCHEMATHESIS_SEED=$$RANDOM
-	$(BIN)/pytest tests/api/test_schemathesis.py
+	$(BIN)/pytest tests/api/test_schemathesis.py --timeout 1800
 
 test-fast: install  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit
