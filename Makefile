@@ -3,8 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Schemathesis over the whole OpenAPI document (tests/api/test_schemathesis.py): generated requests per
+# operation and mode, and the seed that makes them reproducible. A deeper run: make test-api-fuzz.
+SCHEMATHESIS_EXAMPLES ?= 10
+SCHEMATHESIS_SEED ?= 15
+export CONVEYOR_SCHEMATHESIS_EXAMPLES = $(SCHEMATHESIS_EXAMPLES)
+export CONVEYOR_SCHEMATHESIS_SEED = $(SCHEMATHESIS_SEED)
 
-.PHONY: install run demo test test-fast lint bench bench-peers services browser screenshots worker api fake-provider clean
+.PHONY: install run demo test test-fast test-api-fuzz lint bench bench-peers services browser screenshots worker api fake-provider clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -45,6 +51,9 @@ screenshots: install  ## the web console's screenshots in docs/console/ (needs `
 
 test: install  ## the whole suite (needs Redis on 6379 and PostgreSQL on 5432: `make services`)
 	$(BIN)/pytest
+
+test-api-fuzz: install  ## schemathesis only, deeper: make test-api-fuzz SCHEMATHESIS_EXAMPLES=500 SCHEMATHESIS_SEED=$$RANDOM
+	$(BIN)/pytest tests/api/test_schemathesis.py --timeout 1800
 
 test-fast: install  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit

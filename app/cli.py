@@ -1,4 +1,4 @@
-"""The `conveyor` command: serve (embedded), api, worker, migrate, keys, fake-provider."""
+"""The `conveyor` command: serve (embedded), api, worker, migrate, keys, fake-provider, batch."""
 
 from __future__ import annotations
 
@@ -120,21 +120,40 @@ def cmd_fake_provider(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Settings.model_fields
+    parser.add_argument(
+        "--host", default=None, help=f"interface to listen on (default: $CONVEYOR_HOST or {defaults['host'].default})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"port to listen on (default: $PORT or {defaults['port'].default})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conveyor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run API, worker and a private broker (embedded mode)")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--demo", action="store_true", help="answer with the simulated fake provider")
-    serve.add_argument("--concurrency", type=int, default=100, help="worker job slots (calls in flight)")
+    serve = sub.add_parser(
+        "serve",
+        help="run API, worker and a private broker (embedded mode)",
+        description="API, a worker and a private Redis over SQLite in one process tree, with nothing configured "
+        "(REDIS_URL / DATABASE_URL, when set, are used instead). Prints the URL and an API key; Ctrl-C stops all.",
+    )
+    _listen_arguments(serve)
+    serve.add_argument("--demo", action="store_true", help="answer with the simulated fake provider (no model keys)")
+    serve.add_argument(
+        "--concurrency", type=int, default=100, help="worker job slots, i.e. calls in flight (default: %(default)s)"
+    )
     serve.set_defaults(func=cmd_serve)
 
-    api = sub.add_parser("api", help="run the HTTP API only")
-    api.add_argument("--host", default=None)
-    api.add_argument("--port", type=int, default=None)
-    api.add_argument("--no-migrate", action="store_true")
+    api = sub.add_parser(
+        "api",
+        help="run the HTTP API only",
+        description="The HTTP API alone, on REDIS_URL and DATABASE_URL; run workers beside it (`conveyor worker`).",
+    )
+    _listen_arguments(api)
+    api.add_argument("--no-migrate", action="store_true", help="do not bring the database schema up to date first")
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker")

@@ -3,6 +3,12 @@
 Redis: the configured REDIS_URL when one is set, else a private `redis-server` on a free port when
 the binary is on PATH, else fakeredis's TCP server in-process. Database: DATABASE_URL, else a SQLite
 file in the data directory. The worker runs as a child process; Ctrl-C stops everything.
+
+Ctrl-C in a terminal sends SIGINT to the whole foreground process group. Were the helpers in it, the
+private redis-server would die at once under a worker still shutting down, which then printed hundreds
+of lines of connection tracebacks. So helpers start in sessions of their own (the terminal's SIGINT
+reaches only `conveyor serve`), and `stop()` ends them one by one, last started first: the worker
+while its broker is still up, the broker last.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class EmbeddedServices:
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             )
             self.notes.append(f"private redis-server on port {port}")
@@ -83,7 +90,9 @@ class EmbeddedServices:
 
     def start_fake_provider(self) -> str:
         port = free_port()
-        self.processes.append(subprocess.Popen([sys.executable, "-m", "app.providers.fake", "--port", str(port)]))
+        self.processes.append(
+            subprocess.Popen([sys.executable, "-m", "app.providers.fake", "--port", str(port)], start_new_session=True)
+        )
         wait_for_port(port)
         return f"http://127.0.0.1:{port}"
 
@@ -100,18 +109,20 @@ class EmbeddedServices:
                     "--no-migrate",
                 ],
                 env={**os.environ, **env},
+                start_new_session=True,
             )
         )
 
     def stop(self) -> None:
+        """End the helpers one at a time, last started first, so none outlives what it depends on."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
-        for process in reversed(self.processes):
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
         if self._fake_redis is not None:
             self._fake_redis.shutdown()  # type: ignore[attr-defined]
 

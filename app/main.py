@@ -11,8 +11,10 @@ from app.api import routes
 from app.api.auth import ApiKeyAuthenticator
 from app.api.body_limit import BodySizeLimit
 from app.api.errors import install_error_handlers
+from app.api.openapi import install_openapi
 from app.api.routes import health
 from app.api.state import AppState
+from app.api.storable_input import StorableInput
 from app.config import Settings, get_settings
 from app.console import install_console
 
@@ -39,9 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(health.router)
     for router in routes.v2_routers():
         app.include_router(router, prefix="/v2")
+    app.add_middleware(StorableInput)  # inside BodySizeLimit, which bounds what it reads
     install_console(app)
     app.add_middleware(
         BodySizeLimit,

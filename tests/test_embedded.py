@@ -52,14 +52,19 @@ def test_serve_demo_answers_the_sdk_and_stops_cleanly(tmp_path: Path, broker: st
                     raise
                 time.sleep(0.5)
         assert Capital.model_validate(response.json_payload).capital
-        assert opper.call(name="hello", input="hi").message.startswith("[simulated]")
+        hello = opper.call(name="hello", input="hi")
+        assert hello.message.startswith("[simulated]")
+        assert hello.cost == {"generation": 0.0, "platform": 0.0, "total": 0.0}  # simulated answers cost nothing
+        helpers = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        assert len(helpers) >= 2  # worker and fake provider (and redis-server)
     finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its whole foreground group
+        _, err = server.communicate(timeout=60)
     assert server.returncode in (0, 130)
+    assert "Traceback" not in err and len(err.splitlines()) < 40, err
+    for pid in helpers:  # each helper ended (and was reaped by serve) though it ran in a session of its own
+        assert subprocess.run(["ps", "-p", pid], capture_output=True).returncode == 1, pid
     assert "DEMO MODE" in err and "SIMULATED" in err and key in err
     assert (tmp_path / ".conveyor" / "conveyor.sqlite3").exists()
     expected_note = "private redis-server" if broker == "redis-server" else "in-process fake Redis"
     assert expected_note in err
-    leftovers = subprocess.run(["pgrep", "-s", str(server.pid)], capture_output=True, text=True).stdout.split()
-    assert leftovers == []  # worker, broker and fake provider all stopped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import psycopg
@@ -27,6 +28,22 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{location or 'body'}: {error.get('msg', 'invalid')}"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method served at this path. Starlette's 405 names only those of the first route that matched
+    the path, though a path's methods are often spread over several routes (GET, PATCH, DELETE). Read from
+    the OpenAPI document, which lists every route (FastAPI's router keeps included routes privately)."""
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\\{[^/{}]+\\}", "[^/]+", re.escape(template)) + "$")
+            methods = {method.upper() for method in operations}
+            table.append((pattern, methods | ({"HEAD"} if "GET" in methods else set())))
+        request.app.state.allowed_methods = table
+    path = request.url.path
+    return sorted({method for pattern, methods in table if pattern.match(path) for method in methods})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConveyorError)
     async def conveyor_error(_: Request, exc: ConveyorError) -> JSONResponse:
@@ -45,10 +62,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "RequestValidationError", message, detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "NotFoundError", 405: "MethodNotAllowedError", 401: "UnauthorizedError"}
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
         return error_response(
-            exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail), exc.detail, exc.headers
+            exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail), exc.detail, headers
         )
 
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,9 @@ from jsonschema import Draft202012Validator, exceptions, validators
 from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
+from app.engine.patterns import UnsupportedPattern, format_checker, validator_class
 from app.errors import BadRequest, StructuredOutputError
+from app.json_values import UnstorableValue, check, loads
 
 _MAX_MESSAGE_CHARS = 300  # jsonschema messages embed the failing value, which can be huge
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\r?\n(.*?)```", re.DOTALL)
@@ -59,14 +61,20 @@ def _check_canonical_schema(canonical: str, field_name: str) -> None:
 
 def _check_schema(schema: Mapping[str, Any], field_name: str) -> None:
     cls = validators.validator_for(schema, default=Draft202012Validator)
-    try:
-        cls.check_schema(schema)
+    try:  # the metaschema marks patterns `format: regex`: RE2's format checker refuses what RE2 cannot run
+        cls.check_schema(schema, format_checker=format_checker(cls))
     except exceptions.SchemaError as err:
         where = _json_path(err.path)
+        if isinstance(err.cause, UnsupportedPattern):
+            raise BadRequest(f"at {where}: {err.cause}", field_name=field_name) from err
         raise BadRequest(f"not a valid JSON Schema at {where}: {_short(err.message)}", field_name=field_name) from err
     broken = next(_broken_local_refs(schema), None)
     if broken is not None:
         raise BadRequest(f"`$ref` {broken!r} does not point into the schema", field_name=field_name)
+    keywords = {key for node in _subschemas(schema) for key in node}
+    if "unevaluatedProperties" in keywords and "patternProperties" in keywords:
+        # jsonschema evaluates that pair with Python's backtracking `re` (see app/engine/patterns.py)
+        raise BadRequest("`unevaluatedProperties` cannot be combined with `patternProperties`", field_name=field_name)
 
 
 def supports_native(schema: Mapping[str, Any] | None) -> bool:
@@ -149,11 +157,15 @@ def _subschemas(node: Any) -> Iterator[Mapping[str, Any]]:
 # --- validation ---------------------------------------------------------------------------------
 
 
+def instance_validator(schema: Mapping[str, Any]) -> Validator:
+    """A validator for `schema` whose regexes run on RE2 and whose `$ref`s never leave the schema."""
+    cls = validator_class(validators.validator_for(schema, default=Draft202012Validator))
+    return cls(schema, format_checker=cls.FORMAT_CHECKER, registry=jsonschema_specifications.REGISTRY)
+
+
 @lru_cache(maxsize=512)
 def _compiled(schema_json: str) -> Validator:
-    schema = json.loads(schema_json)
-    cls = validators.validator_for(schema, default=Draft202012Validator)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER, registry=jsonschema_specifications.REGISTRY)
+    return instance_validator(json.loads(schema_json))
 
 
 def validate_instance(instance: Any, schema: Mapping[str, Any], *, schema_field: str = "output_schema") -> list[str]:
@@ -168,6 +180,8 @@ def validate_instance(instance: Any, schema: Mapping[str, Any], *, schema_field:
         errors = sorted(validator.iter_errors(instance), key=_path_order)
     except Unresolvable as err:
         raise BadRequest(f"schema reference cannot be resolved: {err}", field_name=schema_field) from err
+    except UnsupportedPattern as err:  # a schema that skipped check_schema (stored before RE2, a batch)
+        raise BadRequest(str(err), field_name=schema_field) from err
     return [_describe(err) for err in errors]
 
 
@@ -219,7 +233,9 @@ def parse_json_answer(text: str) -> Any:
     if fence:
         candidate = fence.group(2).strip()
     try:
-        return json.loads(candidate)
+        return loads(candidate)
+    except UnstorableValue as err:  # NaN, a NUL...: ask again rather than fail storing the result
+        raise _unstorable(err, text) from None
     except ValueError as err:
         error = err
     if not fence:
@@ -231,6 +247,17 @@ def parse_json_answer(text: str) -> Any:
                 error = err if start == min(starts) else error
                 continue
             if isinstance(value, dict | list):
+                try:
+                    check(value)
+                except UnstorableValue as err:
+                    raise _unstorable(err, text) from None
                 return value
     reason = f"the answer is not valid JSON: {error}"
     raise StructuredOutputError(reason, errors=[f"$: {reason}"], raw_output=text)
+
+
+def _unstorable(err: UnstorableValue, text: str) -> StructuredOutputError:
+    where = f"$.{err.path}" if err.path and not err.path.startswith("[") else f"${err.path}"
+    return StructuredOutputError(
+        f"the answer is not storable JSON: {err.reason}", errors=[f"{where}: {err.reason}"], raw_output=text
+    )

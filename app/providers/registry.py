@@ -24,6 +24,7 @@ from app.providers.custom import (
     CustomModelProvider,
 )
 from app.providers.embeddings import EmbeddingsClient, OpenAIEmbeddings
+from app.providers.missing_key import MissingKeyProvider
 from app.providers.openai import OpenAIProvider
 from app.ratelimit.limits import provider_key_id
 
@@ -74,16 +75,25 @@ class ProviderRegistry:
         self._unbound: _LoopScope | None = None
         s = settings
         fake_url = s.fake_provider_url.rstrip("/")
-        self.register(
-            "openai",
-            lambda c: OpenAIProvider("openai", s.openai_base_url, s.openai_api_key, c),
-            api_key=s.openai_api_key,
-        )
-        self.register(
-            "anthropic",
-            lambda c: AnthropicProvider("anthropic", s.anthropic_base_url, s.anthropic_api_key, c),
-            api_key=s.anthropic_api_key,
-        )
+        defaults = {name: Settings.model_fields[f"{name}_base_url"].default for name in ("openai", "anthropic")}
+        if not s.openai_api_key and s.openai_base_url == defaults["openai"]:
+            self.register("openai", lambda c: MissingKeyProvider("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"))
+        else:
+            self.register(
+                "openai",
+                lambda c: OpenAIProvider("openai", s.openai_base_url, s.openai_api_key, c),
+                api_key=s.openai_api_key,
+            )
+        if not s.anthropic_api_key and s.anthropic_base_url == defaults["anthropic"]:
+            self.register(
+                "anthropic", lambda c: MissingKeyProvider("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+            )
+        else:
+            self.register(
+                "anthropic",
+                lambda c: AnthropicProvider("anthropic", s.anthropic_base_url, s.anthropic_api_key, c),
+                api_key=s.anthropic_api_key,
+            )
         self.register("fake", lambda c: OpenAIProvider("fake", f"{fake_url}/v1", FAKE_API_KEY, c), api_key=FAKE_API_KEY)
         # The fake speaks both wire formats; this prefix exercises the Anthropic adapter offline.
         self.register(

@@ -11,6 +11,7 @@ from app.errors import BadRequest
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1  # the largest OFFSET PostgreSQL and SQLite take (a signed 64-bit integer)
 
 
 class Meta(BaseModel):
@@ -28,11 +29,11 @@ class Page(BaseModel):
 
 
 def page_params(
-    offset: Annotated[int, Query(description="Items to skip")] = 0,
+    offset: Annotated[int, Query(description=f"Items to skip, at most {MAX_OFFSET}")] = 0,
     limit: Annotated[int, Query(description=f"Items to return, at most {MAX_LIMIT}")] = 100,
 ) -> Page:
-    if offset < 0:
-        raise BadRequest("must be 0 or more", field_name="offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"must be from 0 to {MAX_OFFSET}", field_name="offset")
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"must be from 1 to {MAX_LIMIT}", field_name="limit")
     return Page(offset=offset, limit=limit)

@@ -12,7 +12,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 def as_utc(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC (the SDK sends naive ones without an offset)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: was a 500
+        raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
 
 
 def finite(value: float) -> float:
@@ -26,6 +29,8 @@ FiniteFloat = Annotated[float, AfterValidator(finite)]
 SpanName = Annotated[str, Field(min_length=1, max_length=500)]
 SpanType = Annotated[str, Field(max_length=32)]
 Dimension = Annotated[str, Field(min_length=1, max_length=200)]
+# stored in a 32-bit INTEGER column: a larger number was a database error (a 500), now a 422 naming it
+SpanScore = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 class SpanCreate(BaseModel):
@@ -40,7 +45,7 @@ class SpanCreate(BaseModel):
     output: Any = None
     error: str | None = None
     meta: dict[str, Any] | None = None
-    score: int | None = None
+    score: SpanScore | None = None
 
 
 class SpanUpdate(BaseModel):
@@ -54,7 +59,7 @@ class SpanUpdate(BaseModel):
     output: str | None = None
     error: str | None = None
     meta: dict[str, Any] | None = None
-    score: int | None = None
+    score: SpanScore | None = None
 
 
 class SpanOut(BaseModel):

@@ -7,18 +7,15 @@ seen (for uniqueness) and nothing else.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-import jsonschema_specifications
-from jsonschema import Draft202012Validator, validators
-
-from app.engine.structured import validate_instance
+from app.engine.structured import instance_validator, validate_instance
 from app.errors import BadRequest
+from app.json_values import UnstorableValue, loads
 from app.store.batches import BatchRepository, NewBatch, NewItem
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -56,7 +53,9 @@ def jsonl_values(file: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if not raw.strip():
             continue
         try:
-            yield number, json.loads(raw)
+            yield number, loads(raw)
+        except UnstorableValue as exc:  # a NUL, lone surrogate, NaN or Infinity: no store can keep it
+            yield number, ItemError(str(exc))
         except ValueError as exc:
             yield number, ItemError(f"not valid JSON: {exc}")
 
@@ -75,10 +74,7 @@ class ItemChecker:
         self.first_line: dict[str, int] = {}
         self.validator = None
         if input_schema is not None:  # compiled once; the engine's validate_instance words the failures
-            cls = validators.validator_for(input_schema, default=Draft202012Validator)
-            self.validator = cls(
-                input_schema, format_checker=cls.FORMAT_CHECKER, registry=jsonschema_specifications.REGISTRY
-            )
+            self.validator = instance_validator(input_schema)
 
     def check(self, line: int, value: Any) -> NewItem:
         if isinstance(value, ItemError):

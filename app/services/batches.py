@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from app import json_values
 from app.config import Settings
 from app.engine.structured import canonical_json
 from app.engine.task import task_to_dict
@@ -124,7 +125,9 @@ class BatchService:
     ) -> SubmittedBatch:
         try:
             try:
-                data = json.loads(upload.spec)
+                data = json_values.loads(upload.spec)
+            except json_values.UnstorableValue as exc:
+                raise BadRequest(exc.reason, field_name=f"batch.{exc.path}" if exc.path else "batch") from None
             except ValueError as exc:
                 raise BadRequest(f"not valid JSON: {exc}", field_name="batch") from None
             spec = parse_spec(data, "batch")

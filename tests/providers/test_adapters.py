@@ -372,7 +372,8 @@ def test_schema_violation_first_then_valid(fake: FakeProviderServer, kind: str) 
 
 
 def test_registry_resolves_on_the_first_slash_only() -> None:
-    registry = ProviderRegistry(Settings(fake_provider_url="http://fake.test:1234/"))
+    keys = {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-ant-x"}  # without keys: MissingKeyProvider
+    registry = ProviderRegistry(Settings(fake_provider_url="http://fake.test:1234/", **keys))
     resolved = registry.resolve("openai/gpt-4o-mini")
     assert isinstance(resolved.provider, OpenAIProvider) and resolved.model_id == "gpt-4o-mini"
     resolved = registry.resolve("fake/org/model?latency_ms=5&fail=503")

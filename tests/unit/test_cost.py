@@ -51,7 +51,7 @@ def test_unknown_model_is_free_and_warned_about_once(prices, caplog):
 
 def test_models_lists_every_entry(prices):
     names = [m.name for m in prices.models()]
-    assert len(names) == 15 and names[-2:] == ["fake-anthropic/*", "fake/*"]
+    assert len(names) == 16 and names[-2:] == ["fake-anthropic/*", "fake/*"] and "fake/demo" in names
     assert {"openai/o3-mini", "openai/o4-mini", "anthropic/claude-3-haiku-20240307"} <= set(names)
     mini = next(m for m in prices.models() if m.name == "openai/gpt-4o-mini")
     assert (mini.hosting_provider, mini.input_cost_per_token) == ("openai", pytest.approx(0.15e-6))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Query
 from app.api.deps import CurrentProject, State
 from app.schemas.analytics import UsageItem
 from app.schemas.calls import ErrorBody
+from app.schemas.spans import UTCTimestamp
 from app.services.analytics import KNOWN_FIELDS, UsageRequest, usage_report
 from app.store.analytics import Granularity, UsageRepository
 
@@ -25,8 +25,8 @@ router = APIRouter(tags=["analytics"])
 def usage(
     project: CurrentProject,
     state: State,
-    from_date: Annotated[datetime | None, Query(description="Inclusive; default: this month's start (UTC)")] = None,
-    to_date: Annotated[datetime | None, Query(description="Exclusive; default: next month's start (UTC)")] = None,
+    from_date: Annotated[UTCTimestamp | None, Query(description="Inclusive; default: this month's start (UTC)")] = None,
+    to_date: Annotated[UTCTimestamp | None, Query(description="Exclusive; default: next month's start (UTC)")] = None,
     granularity: Annotated[
         str | None, Query(description=f"One of {', '.join(g.value for g in Granularity)}; default day")
     ] = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -13,6 +12,7 @@ from app.api.deps import CurrentProject, State
 from app.schemas.calls import ErrorBody
 from app.schemas.jobs import DeliveryOut, JobOut, JobRequest
 from app.schemas.paging import PageParams, Paginated, paginated
+from app.schemas.spans import UTCTimestamp
 from app.services.jobs import parse_job_filters
 from app.store.jobs import JobRecord
 
@@ -64,8 +64,8 @@ async def list_jobs(
     status: Annotated[list[str], Query(description="queued, running, succeeded, failed, cancelled")] = [],  # noqa: B006
     name: Annotated[str | None, Query(description="The function's name")] = None,
     tag: Annotated[list[str], Query(description="key:value; repeat to require several")] = [],  # noqa: B006
-    created_after: Annotated[datetime | None, Query(description="Inclusive")] = None,
-    created_before: Annotated[datetime | None, Query(description="Exclusive")] = None,
+    created_after: Annotated[UTCTimestamp | None, Query(description="Inclusive")] = None,
+    created_before: Annotated[UTCTimestamp | None, Query(description="Exclusive")] = None,
     batch_id: Annotated[str | None, Query(description="Only this batch's items")] = None,
     include_batch_items: Annotated[bool, Query(description="List batch items too (left out by default)")] = False,
 ) -> dict:
@@ -85,7 +85,8 @@ async def get_job(
     project: CurrentProject,
     state: State,
     wait: Annotated[
-        float, Query(description="Long-poll: answer as soon as the job ends, within this many seconds")
+        float,
+        Query(description="Long-poll: answer as soon as the job ends, within this many seconds", allow_inf_nan=False),
     ] = 0,
 ) -> JobOut:
     """Its status, timestamps, attempts, input, and once ended its `result` (what `/v2/call` answers) or `error`."""
