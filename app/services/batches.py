@@ -38,6 +38,7 @@ from app.services.idempotency import IdempotencyGuard
 from app.services.webhooks import check_webhook_url, parse_secrets
 from app.store import keys
 from app.store.batches import BatchRecord, BatchRepository, NewBatch, NewItem
+from app.store.idempotency import KeyBinding
 from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
 from app.store.provider_batches import ProviderBatchRepository
@@ -146,7 +147,8 @@ class BatchService:
             await check_webhook_url(spec.webhook.url, allow_private=self.settings.allow_private_webhooks)
             generated = secrets[0] if spec.webhook.secret is None else None
 
-        async def create() -> JobRecord:
+        async def create(_: KeyBinding | None) -> JobRecord:
+            # A batch's key is bound by the guard once its items are written (its anchor item names it).
             resolved = await self._resolve(project, spec)
             template = {k: v for k, v in task_to_dict(resolved.task).items() if k not in ("input", "tags")}
             execution = choose_execution(spec.execution, spec.completion_window, resolved.task, self.calls.resolver)

@@ -24,6 +24,7 @@ from app.services.task_builder import build_task, function_call_request, functio
 from app.services.waiter import Announcement, JobWaiter
 from app.store.async_jobs import AsyncJobWriter
 from app.store.functions import FunctionRepository, matches_revision
+from app.store.idempotency import KeyBinding
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobRecord, JobRepository, NewJob
 from app.store.projects import ProjectRef
@@ -69,14 +70,15 @@ class CallService:
         *,
         durable: bool = True,
         delivery: DeliveryOptions = DeliveryOptions(),
+        binding: KeyBinding | None = None,
     ) -> JobRecord:
-        """Validate and record a call as a queued job (`enqueue` sends it), with how it is delivered, in
-        one statement. BadRequest before any write.
+        """Validate and record a call as a queued job (`enqueue` sends it), with how it is delivered and
+        the Idempotency-Key that names it, in one transaction. BadRequest before any write.
 
         `durable=False` only for a caller that answers with the job's result or an error, never with
         the job itself before `jobs.make_durable(job.id)` (JobRepository.create says why)."""
         if self.catalog_cache is not None and self.catalog is not None:
-            job = await self._submit_cached(project, request, durable, delivery)
+            job = await self._submit_cached(project, request, durable, delivery, binding)
             if job is not None:
                 return job
         task = await self._build_task(project, request)
@@ -85,11 +87,24 @@ class CallService:
             self.functions.ensure_for_call, project.id, request.name, function_definition(request)
         )
         return await self._record(
-            project, task, parent, trace_id, ref.function_id, ref.revision_id, durable=durable, delivery=delivery
+            project,
+            task,
+            parent,
+            trace_id,
+            ref.function_id,
+            ref.revision_id,
+            durable=durable,
+            delivery=delivery,
+            binding=binding,
         )
 
     async def _submit_cached(
-        self, project: ProjectRef, request: CallRequest, durable: bool, delivery: DeliveryOptions
+        self,
+        project: ProjectRef,
+        request: CallRequest,
+        durable: bool,
+        delivery: DeliveryOptions,
+        binding: KeyBinding | None,
     ) -> JobRecord | None:
         """The usual call (a known function's current definition) resolved from the process's catalog
         copy, on the event loop, its job written only if that copy is current. None: resolve it the
@@ -124,6 +139,7 @@ class CallService:
                 catalog_version=snapshot.version,
                 durable=durable,
                 delivery=delivery,
+                binding=binding,
             )
             if job is not None:
                 return job
@@ -138,6 +154,7 @@ class CallService:
         body: FunctionCallRequest,
         *,
         delivery: DeliveryOptions = DeliveryOptions(),
+        binding: KeyBinding | None = None,
     ) -> JobRecord:
         """Validate and record (not enqueue) a call of a stored function, at `revision_id` or its latest.
 
@@ -151,7 +168,9 @@ class CallService:
         request = function_call_request(function, body)
         task = await self._build_task(project, request)
         parent, trace_id = await self._trace_for(project, request)
-        return await self._record(project, task, parent, trace_id, function.id, function.revision_id, delivery=delivery)
+        return await self._record(
+            project, task, parent, trace_id, function.id, function.revision_id, delivery=delivery, binding=binding
+        )
 
     async def resolve_call(self, project: ProjectRef, request: CallRequest) -> ResolvedTask:
         """What `submit` resolves (models expanded, schemas and configuration checked, the function
@@ -193,6 +212,7 @@ class CallService:
         catalog_version: int | None = None,
         durable: bool = True,
         delivery: DeliveryOptions = DeliveryOptions(),
+        binding: KeyBinding | None = None,
     ) -> JobRecord | None:
         """The queued job; None only with `catalog_version`, when the project's catalog moved past it."""
         new = NewJob(
@@ -203,8 +223,9 @@ class CallService:
             revision_id=revision_id,
             parent_span_id=parent,
             delivery=delivery,
+            idempotency=binding,
         )
-        if self.job_writer is not None and catalog_version is not None:
+        if self.job_writer is not None and catalog_version is not None and binding is None:
             return await self.job_writer.create(new, catalog_version=catalog_version, durable=durable)
         return await run_in_threadpool(partial(self.jobs.create, new, catalog_version=catalog_version, durable=durable))
 

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.engine.structured import canonical_json
 from app.errors import BadRequest, Conflict, UnprocessableRequest
-from app.store.idempotency import STALE_RESERVATION, IdempotencyRepository
+from app.store.idempotency import STALE_RESERVATION, IdempotencyRepository, KeyBinding
 from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
 
@@ -50,23 +50,27 @@ class IdempotencyGuard:
         key: str | None,
         endpoint: str,
         body: BaseModel,
-        submit: Callable[[], Awaitable[JobRecord]],
+        submit: Callable[[KeyBinding | None], Awaitable[JobRecord]],
     ) -> Accepted:
-        """The job of this submission: `submit()`'s (written, not yet enqueued), or the key's earlier one."""
+        """The job of this submission: `submit(binding)`'s (written, not yet enqueued), or the key's
+        earlier one. `submit` writes the job and, given a binding, the key's link to it in the same
+        transaction; a key it did not bind (a batch) is bound here after it."""
         if key is None:
-            return Accepted(await submit(), replayed=False)
+            return Accepted(await submit(None), replayed=False)
         if not _VALID_KEY.match(key):
             raise BadRequest("must be 1 to 255 visible ASCII characters", field_name=HEADER)
         digest = request_digest(endpoint, body)
         earlier = await run_in_threadpool(self.keys.reserve, project.id, key, digest, stale_after=STALE_RESERVATION)
         if earlier is not None:
             return await self._replay(project, key, digest, earlier.request_digest, earlier.job_id)
+        binding = KeyBinding(project.id, key)
         try:
-            job = await submit()
+            job = await submit(binding)
         except BaseException:
             await run_in_threadpool(self.keys.release, project.id, key)
             raise
-        await run_in_threadpool(self.keys.bind, project.id, key, job.id)
+        if not binding.bound:
+            await run_in_threadpool(self.keys.bind, project.id, key, job.id)
         return Accepted(job, replayed=False)
 
     async def _replay(

@@ -23,11 +23,12 @@ from app.schemas.functions import FunctionCallRequest
 from app.schemas.jobs import DEFINITION_FIELDS, JobRequest
 from app.schemas.paging import Page
 from app.services.calls import CallService
-from app.services.idempotency import IdempotencyGuard
+from app.services.idempotency import Accepted, IdempotencyGuard
 from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
 from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets
 from app.store import keys
+from app.store.idempotency import KeyBinding
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobFilters, JobRecord, JobRepository
 from app.store.projects import ProjectRef
@@ -60,6 +61,13 @@ class SubmittedJob:
     job: JobRecord
     replayed: bool
     generated_secret: str | None = None  # shown once, in the answer that created the job
+
+
+def needs_enqueue(accepted: Accepted) -> bool:
+    """A new job is enqueued; so is a replayed one still queued, as its first request may have died
+    between writing it and enqueueing it (a second message for a job already queued is a no-op: only
+    one claim can take it)."""
+    return not accepted.replayed or accepted.job.status is JobStatus.queued
 
 
 def parse_job_filters(
@@ -96,9 +104,9 @@ class JobService:
     ) -> CallOutcome:
         """`POST /v2/call`: the result, or 202 with the job when preferred or when the wait runs out."""
 
-        async def submit() -> JobRecord:
+        async def submit(binding: KeyBinding | None) -> JobRecord:
             # Answered only with its result (or an error) unless the wait runs out: see `_call`.
-            return await self.calls.submit(project, request, durable=respond_async)
+            return await self.calls.submit(project, request, durable=respond_async, binding=binding)
 
         return await self._call(project, "POST /v2/call", request, submit, respond_async, idempotency_key)
 
@@ -114,8 +122,8 @@ class JobService:
     ) -> CallOutcome:
         """The same for `POST /v2/functions/{id}/call[/{revision_id}]`."""
 
-        async def submit() -> JobRecord:
-            return await self.calls.submit_function_call(project, function_id, revision_id, body)
+        async def submit(binding: KeyBinding | None) -> JobRecord:
+            return await self.calls.submit_function_call(project, function_id, revision_id, body, binding=binding)
 
         endpoint = f"POST /v2/functions/{function_id}/call/{revision_id or ''}"
         return await self._call(project, endpoint, body, submit, respond_async, idempotency_key)
@@ -125,18 +133,18 @@ class JobService:
         project: ProjectRef,
         endpoint: str,
         body: BaseModel,
-        submit: Callable[[], Awaitable[JobRecord]],
+        submit: Callable[[KeyBinding | None], Awaitable[JobRecord]],
         respond_async: bool,
         idempotency_key: str | None,
     ) -> CallOutcome:
         accepted = await self.guard.accept(project, idempotency_key, endpoint, body, submit)
         job, replayed = accepted.job, accepted.replayed
         if respond_async or job.status.is_final:
-            if not replayed:
+            if needs_enqueue(accepted):
                 await self.calls.enqueue(job)
             return self._outcome(job, replayed) if job.status.is_final else CallOutcome(job, replayed)
         with self.waiter.expect(job.id) as announced:
-            if not replayed:
+            if needs_enqueue(accepted):
                 await self.calls.enqueue(job)
             try:
                 response = await self.calls.wait_for_result(job, announced, self.settings.call_wait_seconds)
@@ -160,7 +168,7 @@ class JobService:
         """Validate, record and enqueue a job; 400s (webhook included) come before anything is written."""
         options, generated = await self._delivery_options(request)
 
-        async def create() -> JobRecord:
+        async def create(binding: KeyBinding | None) -> JobRecord:
             if request.function_id is not None:
                 given = [f for f in DEFINITION_FIELDS if getattr(request, f) is not None]
                 if given:
@@ -169,18 +177,19 @@ class JobService:
                     )
                 body = request.function_call()
                 return await self.calls.submit_function_call(
-                    project, request.function_id, request.revision_id, body, delivery=options
+                    project, request.function_id, request.revision_id, body, delivery=options, binding=binding
                 )
             elif request.revision_id is not None:
                 raise BadRequest("is only meaningful with function_id", field_name="revision_id")
             elif request.name is None:
                 raise BadRequest("is required unless function_id is given", field_name="name")
-            return await self.calls.submit(project, request.call_request(), delivery=options)
+            return await self.calls.submit(project, request.call_request(), delivery=options, binding=binding)
 
         accepted = await self.guard.accept(project, idempotency_key, "POST /v2/jobs", request, create)
+        if needs_enqueue(accepted):
+            await self.calls.enqueue(accepted.job)
         if accepted.replayed:
             return SubmittedJob(accepted.job, replayed=True)
-        await self.calls.enqueue(accepted.job)
         return SubmittedJob(accepted.job, replayed=False, generated_secret=generated)
 
     async def _delivery_options(self, request: JobRequest) -> tuple[DeliveryOptions, str | None]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.store.db import Database
@@ -14,6 +15,29 @@ from app.store.tables_delivery import IdempotencyKey
 
 # A reservation that bound no job for this long belongs to a request whose process died.
 STALE_RESERVATION = timedelta(seconds=60)
+
+
+@dataclass
+class KeyBinding:
+    """A reserved key to bind to the job its request creates, in the transaction that writes the job
+    (so no crash can leave a job whose key does not name it); `bound` says it was done there."""
+
+    project_id: str
+    key: str
+    bound: bool = False
+
+
+_BIND = (
+    update(IdempotencyKey)
+    .where(IdempotencyKey.project_id == bindparam("p_project"), IdempotencyKey.key == bindparam("p_key"))
+    .values(job_id=bindparam("p_job"))
+)
+
+
+def bind_in(connection: Any, binding: KeyBinding, job_id: str) -> None:
+    """Bind the key in the caller's transaction (a Connection or Session)."""
+    connection.execute(_BIND, {"p_project": binding.project_id, "p_key": binding.key, "p_job": job_id})
+    binding.bound = True
 
 
 @dataclass(frozen=True)

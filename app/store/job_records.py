@@ -29,6 +29,7 @@ class NewJob:
     revision_id: str | None = None
     parent_span_id: str | None = None
     delivery: DeliveryOptions = DeliveryOptions()
+    idempotency: Any = None  # a store.idempotency.KeyBinding to bind in the job's own transaction
 
 
 @dataclass(frozen=True)

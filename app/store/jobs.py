@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from app.store import batch_counters
 from app.store.batch_counters import CounterDelta
 from app.store.db import Database
+from app.store.idempotency import bind_in
 from app.store.job_records import Claim, Finish, JobFilters, JobRecord, NewJob
 from app.store.rows import insert_objects
 from app.store.tables import Base, Function, Job, JobStatus, Project, Span, new_id, utcnow
@@ -162,10 +163,13 @@ class JobRepository:
         values = new_job_values(new)
         with self.db.connection() if durable else self.db.relaxed_connection() as connection:
             if catalog_version is None:
-                return JobRecord.of(connection.execute(_INSERT_JOB, values).one())
-            statement = INSERT_JOB_AT_VERSION[connection.dialect.name]
-            params = {**values, "p_project": new.project_id, "p_version": catalog_version}
-            row = connection.execute(statement, params).first()
+                row = connection.execute(_INSERT_JOB, values).one()
+            else:
+                statement = INSERT_JOB_AT_VERSION[connection.dialect.name]
+                params = {**values, "p_project": new.project_id, "p_version": catalog_version}
+                row = connection.execute(statement, params).first()
+            if row is not None and new.idempotency is not None:
+                bind_in(connection, new.idempotency, row.id)
             return JobRecord.of(row) if row is not None else None
 
     def make_durable(self, job_id: str) -> None:

@@ -3,6 +3,7 @@ while the first request is still being accepted, keys per project."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.schemas.jobs import JobRequest
 from app.services.idempotency import request_digest
-from app.store.idempotency import STALE_RESERVATION, IdempotencyRepository
+from app.store.idempotency import STALE_RESERVATION, IdempotencyRepository, KeyBinding
 from app.store.projects import ProjectRepository
 from app.store.tables import Job
 
@@ -111,3 +112,30 @@ def test_a_refused_request_does_not_use_up_its_key(client):
     assert refused.status_code == 400
     fixed = client.post("/jobs", json=body(), headers=key)  # the same key, now with a valid request
     assert fixed.status_code == 202 and "idempotent-replayed" not in fixed.headers
+
+
+def stack_call_service(stack):
+    """The call service of the stack's API (it runs in this process, see tests/stack.py)."""
+    return stack.api.server.config.app.state.conveyor.calls
+
+
+def test_a_replay_enqueues_a_job_its_first_request_never_enqueued(stack, client, fake_provider):
+    """As if the API died after writing the job (and its key) but before enqueueing it: the retry with
+    the same key sends it, so it runs now rather than at the stranded-job resend minutes later."""
+    payload, key = body(), f"unsent-{uuid.uuid4()}"
+    project = ProjectRepository(stack.db).project_for_key(client.headers["Authorization"].split()[-1])
+    calls = stack_call_service(stack)
+    digest = request_digest("POST /v2/jobs", JobRequest.model_validate(payload))
+    assert IdempotencyRepository(stack.db).reserve(project.id, key, digest, stale_after=STALE_RESERVATION) is None
+    binding = KeyBinding(project.id, key)
+    job = asyncio.run(calls.submit(project, JobRequest.model_validate(payload).call_request(), binding=binding))
+    assert binding.bound  # in the job's own transaction: no crash can split the two
+    earlier = IdempotencyRepository(stack.db).reserve(project.id, key, digest, stale_after=STALE_RESERVATION)
+    assert earlier is not None and earlier.job_id == job.id
+
+    replay = client.post("/jobs", json=payload, headers={"Idempotency-Key": key})
+    assert replay.status_code == 202 and replay.json()["id"] == job.id
+    assert replay.headers["idempotent-replayed"] == "true"
+    done = client.get(f"/jobs/{job.id}", params={"wait": 20}).json()
+    assert done["status"] == "succeeded"
+    assert fake_provider.requests_for(payload["model"]) == 1
