@@ -105,7 +105,7 @@ def test_offset_beyond_64_bits_is_400_on_every_list_route(stack, key, made):
 def _ids(made: dict[str, str]) -> dict[str, str]:
     """Ids for list routes under resources the test did not make: they answer 404, never 500."""
     unknown = "00000000-0000-4000-8000-000000000000"
-    return {"dataset_id": unknown, "job_id": unknown}
+    return {"dataset_id": unknown, "job_id": unknown, "batch_id": unknown}
 
 
 @pytest.mark.parametrize(
