@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from app.embedded import free_port, wait_for_port
-from bench.harness import ROOT, BenchStack, print_table, start_bench_stack, summary_ms
+from bench.harness import ROOT, BenchStack, checkout, print_table, start_bench_stack, summary_ms
 from bench.proc_cpu import CpuMeter, process_tree
 
 LITELLM_VENV = ROOT / ".venv-litellm"
@@ -154,13 +154,20 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=200, help="the fake provider's latency")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slots", type=int, default=200, help="the Conveyor worker's job slots")
+    parser.add_argument("--baseline", help="also measure Conveyor at this git revision (a worktree of it)")
     args = parser.parse_args()
 
     model = f"bench?latency_ms={args.latency_ms}"
     ensure_litellm()
     stack: BenchStack = start_bench_stack()
+    baseline: BenchStack | None = None
     litellm: subprocess.Popen | None = None
     try:
+        if args.baseline:
+            baseline = start_bench_stack(root=checkout(args.baseline))
+            baseline.start_api()
+            baseline.start_worker(concurrency=args.slots)
+            baseline_key = baseline.new_key()
         stack.start_api()
         stack.start_worker(concurrency=args.slots)
         key = stack.new_key()
@@ -170,9 +177,13 @@ def main() -> None:
             Route("LiteLLM proxy, 1 worker", litellm_url, litellm_call(), {"Authorization": f"Bearer {LITELLM_KEY}"}),
             Route("Conveyor (API + 1 worker)", stack.api_url, conveyor_call(model), {"Authorization": f"Bearer {key}"}),
         ]
+        if baseline is not None:
+            auth = {"Authorization": f"Bearer {baseline_key}"}
+            paths.append(Route(f"Conveyor at {args.baseline}", baseline.api_url, conveyor_call(model), auth))
         meters = {
             paths[1].label: CpuMeter({"litellm": lambda: process_tree(litellm.pid)}),
             paths[2].label: stack.cpu_meter(),
+            **({paths[3].label: baseline.cpu_meter()} if baseline is not None else {}),
         }
         cpu: dict[str, dict[str, float]] = {label: {} for label in meters}
         per_round = max(1, args.calls // args.rounds)
@@ -204,18 +215,22 @@ def main() -> None:
             ["path", "added p50 ms", "added p99 ms", "p50 ms", "calls/s"],
             rows,
         )
-        calls = paths[-1].calls + args.rounds  # and the warm-up calls
-        conveyor, proxy = cpu[paths[2].label], cpu[paths[1].label]
+        calls = paths[2].calls + args.rounds  # and the warm-up calls
+        proxy = cpu[paths[1].label]
         print_table(
             "CPU per call, ms (from /proc; Conveyor's Postgres: the backends serving it; Redis: a private server)",
             ["path", "api", "worker", "postgres", "redis", "total"],
-            [
-                ["LiteLLM proxy", f"{proxy.get('litellm', 0) * 1000 / calls:.2f}", "", "", "", ""],
+            [["LiteLLM proxy", f"{proxy.get('litellm', 0) * 1000 / calls:.2f}", "", "", "", ""]]
+            + [
                 [
-                    "Conveyor",
-                    *(f"{conveyor.get(n, 0) * 1000 / calls:.2f}" for n in ("api", "worker", "postgres", "redis")),
+                    path.label,
+                    *(
+                        f"{cpu[path.label].get(n, 0) * 1000 / calls:.2f}"
+                        for n in ("api", "worker", "postgres", "redis")
+                    ),
+                    f"{sum(cpu[path.label].values()) * 1000 / calls:.2f}",
                 ]
-                + [f"{sum(conveyor.values()) * 1000 / calls:.2f}"],
+                for path in paths[2:]
             ],
         )
     finally:
@@ -223,6 +238,8 @@ def main() -> None:
             litellm.terminate()
             litellm.wait(timeout=15)
         stack.stop()
+        if baseline is not None:
+            baseline.stop()
 
 
 if __name__ == "__main__":
