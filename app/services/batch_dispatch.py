@@ -26,13 +26,13 @@ import redis
 from celery import Celery
 
 from app.config import Settings
+from app.queue import BATCH_QUEUE, RUN_BATCH_ITEM
 from app.services.batch_completion import BatchCompletion
 from app.store import keys
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository
 from app.store.tables import utcnow
 from app.store.tables_batches import BatchStatus
-from workers.celery_app import BATCH_QUEUE, RUN_BATCH_ITEM
 
 log = logging.getLogger("conveyor.batches")
 

@@ -17,11 +17,11 @@ import httpx
 from celery import Celery
 
 from app.errors import BadRequest
+from app.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE
 from app.services.webhooks import check_webhook_url_sync, retry_delay, webhook_headers
 from app.store.tables import utcnow
 from app.store.tables_delivery import DeliveryStatus
 from app.store.webhooks import AttemptOutcome, SendClaim, WebhookDeliveryRepository
-from workers.celery_app import DELIVER_WEBHOOK, WEBHOOK_QUEUE
 
 EXCERPT_CHARS = 500
 # A dispatched delivery nobody took within this long (a lost broker message) is dispatched again.
