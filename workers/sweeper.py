@@ -25,7 +25,7 @@ from celery import Celery
 
 from app.services.batch_dispatch import BatchCapacity, BatchDispatcher, ItemSender
 from app.services.webhook_delivery import WebhookDispatcher
-from app.store import keys
+from app.store import keys, redis_locks
 from app.store.job_recovery import JobRecovery
 from app.store.tables import utcnow
 from app.store.webhooks import WebhookDeliveryRepository
@@ -74,8 +74,7 @@ class BatchDuties:
         try:
             return self.dispatcher.tick()
         finally:
-            if self.redis.get(keys.BATCH_DISPATCH_LOCK) == self.member.encode():
-                self.redis.delete(keys.BATCH_DISPATCH_LOCK)
+            redis_locks.release(self.redis, keys.BATCH_DISPATCH_LOCK, self.member)
 
     def register_capacity(self) -> None:
         if self.slots:

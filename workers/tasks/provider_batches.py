@@ -15,7 +15,7 @@ from concurrent.futures import Future
 
 from app.services.batch_completion import BatchCompletion
 from app.services.provider_batches import ProviderBatchDriver, ProviderBatchPolicy
-from app.store import keys
+from app.store import keys, redis_locks
 from app.store.batches import BatchRepository
 from workers.runtime import WorkerRuntime
 
@@ -69,8 +69,7 @@ class ProviderBatchLoop:
                 log.exception("provider batch round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.tick)
-        if await client.get(keys.PROVIDER_BATCH_LOCK) == self.member.encode():
-            await client.delete(keys.PROVIDER_BATCH_LOCK)
+        await redis_locks.release_async(client, keys.PROVIDER_BATCH_LOCK, self.member)
 
     async def _hold(self, client) -> bool:  # noqa: ANN001
         ttl = int(LOCK_SECONDS * 1000)
