@@ -9,19 +9,16 @@ backstop if lost (waiters re-check, the sweeper dispatches).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from app.engine.streaming import StreamMessage
 from app.services.announcements import encode_ending
 from app.store import keys
 from app.store.job_records import Claim, Finish
+from workers.claims import RunBlocking
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("conveyor.worker")
-
-RunBlocking = Callable[..., Awaitable[Any]]  # runs a blocking function, with its arguments, off the loop
 
 
 @dataclass(frozen=True)

@@ -104,22 +104,14 @@ def add(
     session: Session | Connection, batch_id: str, stripe: int, delta: CounterDelta, *, started: datetime | None = None
 ) -> None:
     """Add `delta` to one stripe; with `started`, record it as the stripe's first claim if it has none."""
-    move = stripe_move(batch_id, stripe, delta, started=started)
-    if move is not None:
-        session.execute(*move)
-
-
-def stripe_move(
-    batch_id: str, stripe: int, delta: CounterDelta, *, started: datetime | None = None
-) -> tuple[Any, dict[str, Any]] | None:
-    """The UPDATE (statement, parameters) that adds `delta` to a stripe; None when it changes nothing."""
     if started is None and not any(getattr(delta, name) for name in _SUMMED):
-        return None
+        return
     params: dict[str, Any] = {f"d_{name}": getattr(delta, name) for name in _SUMMED}
     params.update(p_batch=batch_id, p_stripe=stripe)
     if started is None:
-        return _ADD, params
-    return _ADD_STARTED, {**params, "p_started": started}
+        session.execute(_ADD, params)
+    else:
+        session.execute(_ADD_STARTED, {**params, "p_started": started})
 
 
 # Built once: every claim and end of a batch item moves a stripe, and composing (and cache-keying) the

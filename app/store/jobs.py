@@ -110,22 +110,6 @@ _END_FROM = (
 )
 
 
-def plan_ending(
-    prior: JobStatus,
-    ending: Finish,
-    ended: Any,
-    rows: list[Base],
-    moves: dict[tuple[str, int], CounterDelta],
-) -> None:
-    """What an ending that applied (`ended`: its row's id and batch_id) adds to its transaction: its
-    rows (spans, webhook delivery), and for a batch item its stripe's move."""
-    rows += [*ending.spans, *ending.extra_rows]
-    if ended.batch_id is not None:
-        stripe = batch_counters.stripe_key(ended)
-        delta = CounterDelta.ended(prior, ending.status, ending.spans)
-        moves[stripe] = moves[stripe] + delta if stripe in moves else delta
-
-
 def new_job_values(new: NewJob) -> dict[str, Any]:
     """The columns of a new job's row (its ids made here)."""
     return {
@@ -290,8 +274,13 @@ class JobRepository:
                 params = {"p_id": ending.job_id, "p_now": now, **conditions(ending), **values}
                 ended = connection.execute(statement, params).first()
                 written.append(ended is not None)
-                if ended is not None:
-                    plan_ending(prior, ending, ended, rows, moves)
+                if ended is None:
+                    continue
+                rows += [*ending.spans, *ending.extra_rows]
+                if ended.batch_id is not None:
+                    stripe = batch_counters.stripe_key(ended)
+                    delta = CounterDelta.ended(prior, ending.status, ending.spans)
+                    moves[stripe] = moves[stripe] + delta if stripe in moves else delta
             insert_objects(connection, rows)
             batch_counters.add_moves(connection, moves)
         return written
