@@ -33,23 +33,31 @@ _JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "
 _THIS_JOB = _jobs.c.id == bindparam("p_id")
 _LEASE_HELD = (_THIS_JOB, _jobs.c.lease_token == bindparam("p_token"), _jobs.c.status == JobStatus.running)
 _INSERT_JOB = insert(_jobs).returning(*_jobs.c)
-_NEW_JOB_COLUMNS = (
-    "id",
-    "span_id",
-    "project_id",
-    "task",
-    "trace_id",
-    "function_id",
-    "revision_id",
-    "parent_span_id",
-    "status",
-    "delivery_attempts",
-    "created_at",
-    "stream",
-    "webhook_url",
-    "webhook_secrets",
-    "meta",
-)
+
+
+def new_job_values(new: NewJob) -> dict[str, Any]:
+    """The columns of a new job's row (its ids made here)."""
+    return {
+        "id": new_id(),
+        "span_id": new_id(),
+        "project_id": new.project_id,
+        "task": new.task,
+        "trace_id": new.trace_id,
+        "function_id": new.function_id,
+        "revision_id": new.revision_id,
+        "parent_span_id": new.parent_span_id,
+        "status": JobStatus.queued,
+        "delivery_attempts": 0,
+        "created_at": utcnow(),
+        "stream": new.delivery.stream,
+        "webhook_url": new.delivery.webhook_url,
+        "webhook_secrets": list(new.delivery.webhook_secrets) or None,
+        "meta": new.delivery.meta,
+    }
+
+
+# The columns a new job's row sets, in one place: what `new_job_values` writes.
+_NEW_JOB_COLUMNS = tuple(new_job_values(NewJob(project_id="", task={}, trace_id="")))
 
 
 def _insert_at_catalog_version(typed: bool):  # noqa: ANN202 - a prebuilt statement
@@ -108,27 +116,6 @@ _END_FROM = (
     .values(**_END_VALUES)
     .returning(_jobs.c.id, _jobs.c.batch_id)
 )
-
-
-def new_job_values(new: NewJob) -> dict[str, Any]:
-    """The columns of a new job's row (its ids made here)."""
-    return {
-        "id": new_id(),
-        "span_id": new_id(),
-        "project_id": new.project_id,
-        "task": new.task,
-        "trace_id": new.trace_id,
-        "function_id": new.function_id,
-        "revision_id": new.revision_id,
-        "parent_span_id": new.parent_span_id,
-        "status": JobStatus.queued,
-        "delivery_attempts": 0,
-        "created_at": utcnow(),
-        "stream": new.delivery.stream,
-        "webhook_url": new.delivery.webhook_url,
-        "webhook_secrets": list(new.delivery.webhook_secrets) or None,
-        "meta": new.delivery.meta,
-    }
 
 
 class JobRepository:
