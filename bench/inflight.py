@@ -1,7 +1,10 @@
 """How many provider calls one worker process holds in flight, memory per in-flight call, calls per
 second, against the floor of the same calls made straight from one asyncio process, in one run.
 
-    .venv/bin/python -m bench.inflight [--jobs 1000] [--latency-ms 2000] [--slots 1100]
+    .venv/bin/python -m bench.inflight [--jobs 1000] [--latency-ms 2000] [--slots 1100] [--baseline REV]
+
+With `--baseline REV` a worker running that revision's code (a git worktree of it) is measured first,
+on a stack of its own, and printed as a row above this code's.
 
 Jobs are written and enqueued the way the API does it (job row, then the Celery message) while the
 worker runs, so the figure is the worker's: one process, jobs as coroutines on one event loop (the
@@ -30,7 +33,7 @@ from app.engine.task import ModelSpec, TaskSpec, task_to_dict
 from app.queue import INTERACTIVE_QUEUE, RUN_JOB, task_message
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus
-from bench.harness import print_table, rss_kib, start_bench_stack
+from bench.harness import ROOT, checkout, print_table, rss_kib, start_bench_stack
 
 DIRECT_SCRIPT = """
 import asyncio, json, sys, time
@@ -119,14 +122,46 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--latency-ms", default="2000,10000", help="comma-separated provider latencies")
     parser.add_argument("--slots", type=int, default=1100, help="worker job slots (--concurrency)")
+    parser.add_argument("--baseline", help="also measure this git revision's worker (a worktree of it)")
     args = parser.parse_args()
+    contenders = [(f"conveyor {args.baseline}", checkout(args.baseline))] if args.baseline else []
+    contenders.append(("conveyor worker", ROOT))
     for latency_ms in (int(x) for x in args.latency_ms.split(",")):
-        measure(args.jobs, latency_ms, args.slots)
+        measured = [measure_worker(label, root, args.jobs, latency_ms, args.slots) for label, root in contenders]
+        direct_row, floor_row = measure_direct(args.jobs, latency_ms)
+        print_table(
+            f"{args.jobs} calls at {latency_ms} ms provider latency: one worker process "
+            f"({args.slots} job slots) vs. one asyncio process calling the provider directly",
+            HEADERS,
+            [*(row for row, _ in measured), direct_row, floor_row],
+        )
+        for row, enqueued_s in measured:
+            print(f"  ({row[0]}: writing and enqueueing the {args.jobs} jobs took {enqueued_s:.2f} s of its wall time)")
 
 
-def measure(jobs: int, latency_ms: int, slots: int) -> None:
+HEADERS = [
+    "",
+    "peak in flight",
+    "wall s",
+    "calls/s",
+    "s to peak",
+    "start CPU ms/call",
+    "CPU ms/call",
+    "RSS idle MiB",
+    "RSS peak MiB",
+    "KiB per in-flight call",
+]
+
+
+def per_call_kib(peak: int, idle: int, n: int) -> str:
+    return f"{(peak - idle) / max(n, 1):.0f}"
+
+
+def measure_worker(label: str, root: Path, jobs: int, latency_ms: int, slots: int) -> tuple[list[object], float]:
+    """One worker process of the code at `root` on a stack of its own: its row of the table, and the
+    seconds that writing and enqueueing the jobs took of its wall time."""
     model = f"fake/inflight?latency_ms={latency_ms}"
-    stack = start_bench_stack()
+    stack = start_bench_stack(root=root)
     try:
         worker = stack.start_worker(concurrency=slots)
         time.sleep(1.0)
@@ -156,61 +191,47 @@ def measure(jobs: int, latency_ms: int, slots: int) -> None:
         worker_cpu_ms = (cpu_seconds(worker.pid) - cpu_before) / jobs * 1000
         stop.set()
         conveyor_peak = stack.fake_stats()["peak_in_flight"]
+        row: list[object] = [
+            label,
+            conveyor_peak,
+            f"{elapsed:.2f}",
+            f"{jobs / elapsed:.0f}",
+            f"{started['at'] - submitted_at:.2f}",
+            f"{(started['cpu'] - cpu_before) / max(started['in_flight'], 1) * 1000:.2f}",
+            f"{worker_cpu_ms:.1f}",
+            f"{idle_kib / 1024:.0f}",
+            f"{peak_kib[0] / 1024:.0f}",
+            per_call_kib(peak_kib[0], idle_kib, conveyor_peak),
+        ]
+        return row, enqueued_s
+    finally:
+        stack.stop()
 
+
+def measure_direct(jobs: int, latency_ms: int) -> tuple[list[object], list[object]]:
+    """The same calls from one plain asyncio process through this code's provider adapter, and the floor."""
+    model = f"fake/inflight?latency_ms={latency_ms}"
+    stack = start_bench_stack()
+    try:
         stack.reset_fake()
         direct = run_direct(stack, jobs, model)
         direct_peak = stack.fake_stats()["peak_in_flight"]
-
-        def per_call(peak: int, idle: int, n: int) -> str:
-            return f"{(peak - idle) / max(n, 1):.0f}"
-
-        floor_s = latency_ms / 1000
-        print_table(
-            f"{jobs} calls at {latency_ms} ms provider latency: one worker process "
-            f"({slots} job slots) vs. one asyncio process calling the provider directly",
-            [
-                "",
-                "peak in flight",
-                "wall s",
-                "calls/s",
-                "s to peak",
-                "start CPU ms/call",
-                "CPU ms/call",
-                "RSS idle MiB",
-                "RSS peak MiB",
-                "KiB per in-flight call",
-            ],
-            [
-                [
-                    "conveyor worker",
-                    conveyor_peak,
-                    f"{elapsed:.2f}",
-                    f"{jobs / elapsed:.0f}",
-                    f"{started['at'] - submitted_at:.2f}",
-                    f"{(started['cpu'] - cpu_before) / max(started['in_flight'], 1) * 1000:.2f}",
-                    f"{worker_cpu_ms:.1f}",
-                    f"{idle_kib / 1024:.0f}",
-                    f"{peak_kib[0] / 1024:.0f}",
-                    per_call(peak_kib[0], idle_kib, conveyor_peak),
-                ],
-                [
-                    "direct asyncio",
-                    direct_peak,
-                    f"{direct['elapsed']:.2f}",
-                    f"{jobs / direct['elapsed']:.0f}",
-                    "",
-                    "",
-                    f"{direct['cpu_s'] / jobs * 1000:.1f}",
-                    f"{direct['idle_kib'] / 1024:.0f}",
-                    f"{direct['peak_kib'] / 1024:.0f}",
-                    per_call(direct["peak_kib"], direct["idle_kib"], direct_peak),
-                ],
-                ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", "", "", "", ""],
-            ],
-        )
-        print(f"  (writing and enqueueing the {jobs} jobs took {enqueued_s:.2f} s of the conveyor wall time)")
     finally:
         stack.stop()
+    floor_s = latency_ms / 1000
+    direct_row = [
+        "direct asyncio",
+        direct_peak,
+        f"{direct['elapsed']:.2f}",
+        f"{jobs / direct['elapsed']:.0f}",
+        "",
+        "",
+        f"{direct['cpu_s'] / jobs * 1000:.1f}",
+        f"{direct['idle_kib'] / 1024:.0f}",
+        f"{direct['peak_kib'] / 1024:.0f}",
+        per_call_kib(direct["peak_kib"], direct["idle_kib"], direct_peak),
+    ]
+    return direct_row, ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", "", "", "", ""]
 
 
 if __name__ == "__main__":

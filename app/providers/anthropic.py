@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-import httpx
-
 from app.providers.anthropic_batches import AnthropicBatchAPI
 from app.providers.base import Completion, CompletionRequest, Message, StreamEvent, TextDelta, Usage
+from app.providers.http_client import ProviderHTTPClient
 from app.providers.http_errors import stream_error_event, unreadable_body
 from app.providers.wire import post_json, safe_schema_name, stream_ended_early, stream_events
 
@@ -24,7 +23,7 @@ OPENING_USER_TURN = "Begin."
 class AnthropicProvider:
     """`POST {base_url}/v1/messages` with `x-api-key` and a pinned `anthropic-version`."""
 
-    def __init__(self, name: str, base_url: str, api_key: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, base_url: str, api_key: str, client: ProviderHTTPClient) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key

@@ -16,11 +16,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
-
 from app.errors import ProviderError, ProviderRejected
 from app.providers.base import Completion, CompletionRequest, StreamEvent
 from app.providers.embeddings import Embeddings, OpenAIEmbeddings
+from app.providers.http_client import ProviderHTTPClient
 from app.providers.openai import OpenAIProvider
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ class CustomModelProvider:
 
     name = CUSTOM_PREFIX
 
-    def __init__(self, cache: CustomModelCache, client: httpx.AsyncClient) -> None:
+    def __init__(self, cache: CustomModelCache, client: ProviderHTTPClient) -> None:
         self._cache = cache
         self._client = client
 
@@ -128,7 +127,7 @@ class CustomModelProvider:
 class CustomModelEmbeddings:
     """Embeddings from a custom model's endpoint (`{api_base}/embeddings` with its identifier)."""
 
-    def __init__(self, cache: CustomModelCache, custom_model_id: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, cache: CustomModelCache, custom_model_id: str, client: ProviderHTTPClient) -> None:
         self._cache = cache
         self._id = custom_model_id
         self._client = client

@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import httpx
-
+from app.providers.http_client import ProviderHTTPClient
 from app.providers.http_errors import unreadable_body
 from app.providers.wire import post_json
 
@@ -49,7 +48,7 @@ class EmbeddingsClient(Protocol):
 class OpenAIEmbeddings:
     """`POST {base_url}/embeddings` for `model_id`. Failures raise `app.errors.ProviderError` subclasses."""
 
-    def __init__(self, label: str, base_url: str, api_key: str, model_id: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, label: str, base_url: str, api_key: str, model_id: str, client: ProviderHTTPClient) -> None:
         self.label = label  # `provider/model`, used in error messages
         self.base_url = base_url.rstrip("/")
         self.model_id = model_id

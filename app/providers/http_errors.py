@@ -7,12 +7,14 @@ a short excerpt of the provider's own words, and never carry the API key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import httpx
 
 from app.errors import (
@@ -43,11 +45,12 @@ _ERROR_TYPE_STATUS = {
 
 def provider_error(
     model: str,
-    failure: httpx.HTTPError | httpx.Response,
+    failure: httpx.HTTPError | httpx.Response | aiohttp.ClientError | asyncio.TimeoutError,
     *,
     secrets: Iterable[str] = (),
 ) -> ProviderError:
-    """The ProviderError for a failed exchange: an httpx exception or a non-2xx (already read) response.
+    """The ProviderError for a failed exchange: an httpx or aiohttp exception (model calls go through
+    aiohttp, see `app.providers.http_client`), or a non-2xx (already read) httpx response.
 
     `secrets` (the API key) are scrubbed from the message in case a provider echoes them back.
     """
@@ -58,11 +61,12 @@ def provider_error(
         return _error_for_status(model, failure.status_code, failure.text, failure.headers, secrets)
     detail = _scrub(str(failure), secrets)
     what = f"{type(failure).__name__}: {detail}" if detail else type(failure).__name__
-    if isinstance(failure, httpx.TimeoutException):
+    if isinstance(failure, (httpx.TimeoutException, asyncio.TimeoutError)):  # aiohttp's timeouts subclass it
         return ProviderTimeout(f"{model}: request timed out ({what})", model=model)
     if isinstance(failure, httpx.DecodingError):
         return ProviderResponseError(f"{model}: unreadable response body ({what})", model=model)
-    # ConnectError, ReadError, RemoteProtocolError (a connection dropped mid-answer), ...
+    # Refused or reset connections, one dropped mid-answer (httpx's ReadError and RemoteProtocolError,
+    # aiohttp's ClientPayloadError and ServerDisconnectedError), a bad URL, ...
     return ProviderConnectionError(f"{model}: could not reach the provider ({what})", model=model)
 
 
@@ -80,10 +84,10 @@ def stream_error_event(model: str, payload: Mapping[str, Any], *, secrets: Itera
     error = payload.get("error")
     error_type = error.get("type") if isinstance(error, Mapping) else None
     status = _ERROR_TYPE_STATUS.get(str(error_type), 500)
-    return _error_for_status(model, status, json.dumps(payload), httpx.Headers(), secrets, in_stream=True)
+    return _error_for_status(model, status, json.dumps(payload), {}, secrets, in_stream=True)
 
 
-def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait, from `retry-after-ms` (OpenAI, precise) or `Retry-After` (seconds or an HTTP date)."""
     millis = headers.get("retry-after-ms")
     if millis:
@@ -109,7 +113,7 @@ def _error_for_status(
     model: str,
     status: int,
     body: str,
-    headers: httpx.Headers,
+    headers: Mapping[str, str],
     secrets: Iterable[str],
     *,
     in_stream: bool = False,
@@ -158,9 +162,12 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def error_for_status(model: str, status: int, body: str, *, secrets: Iterable[str] = ()) -> ProviderError:
-    """The ProviderError for a non-2xx answer read from elsewhere than a response (a provider batch's line)."""
-    return _error_for_status(model, status, body, httpx.Headers(), tuple(secrets))
+def error_for_status(
+    model: str, status: int, body: str, *, headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()
+) -> ProviderError:
+    """The ProviderError for a non-2xx answer whose body has been read: a model call's (with its headers,
+    for `Retry-After`) or a provider batch's line."""
+    return _error_for_status(model, status, body, headers or {}, tuple(secrets))
 
 
 def error_for_body(model: str, payload: Mapping[str, Any], *, secrets: Iterable[str] = ()) -> ProviderError:
@@ -169,4 +176,4 @@ def error_for_body(model: str, payload: Mapping[str, Any], *, secrets: Iterable[
     error = payload.get("error")
     error_type = error.get("type") if isinstance(error, Mapping) else None
     status = _ERROR_TYPE_STATUS.get(str(error_type), 500)
-    return _error_for_status(model, status, json.dumps(payload), httpx.Headers(), tuple(secrets))
+    return _error_for_status(model, status, json.dumps(payload), {}, tuple(secrets))

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
-import httpx
-
 from app.providers.base import Completion, CompletionRequest, StreamEvent, TextDelta, Usage
+from app.providers.http_client import ProviderHTTPClient
 from app.providers.http_errors import stream_error_event, unreadable_body
 from app.providers.openai_batches import OpenAIBatchAPI
 from app.providers.wire import post_json, safe_schema_name, stream_ended_early, stream_events
@@ -18,7 +17,7 @@ from app.providers.wire import post_json, safe_schema_name, stream_ended_early, 
 class OpenAIProvider:
     """`POST {base_url}/chat/completions`. `api_key` may be empty for local servers that need none."""
 
-    def __init__(self, name: str, base_url: str, api_key: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, base_url: str, api_key: str, client: ProviderHTTPClient) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key

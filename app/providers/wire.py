@@ -1,7 +1,8 @@
 """What the HTTP adapters share: sending a JSON request, reading a server-sent event stream, and
 naming a schema the way both OpenAI (`json_schema.name`) and Anthropic (tool `name`) accept.
 
-Every httpx failure and non-2xx answer leaves this module as an `app.errors.ProviderError`.
+Requests go through the aiohttp session of a `ProviderHTTPClient` (why: `app.providers.http_client`);
+every transport failure and non-2xx answer leaves this module as an `app.errors.ProviderError`.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from app.errors import ProviderError
-from app.providers.http_errors import provider_error, unreadable_body
+from app.providers.http_client import ProviderHTTPClient
+from app.providers.http_errors import error_for_status, provider_error, unreadable_body
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -44,7 +47,7 @@ class SSEEvent:
 
 
 async def post_json(
-    client: httpx.AsyncClient,
+    client: ProviderHTTPClient,
     url: str,
     body: Mapping[str, Any],
     headers: Mapping[str, str],
@@ -54,22 +57,23 @@ async def post_json(
 ) -> dict[str, Any]:
     """POST `body` and return the JSON object answered, or raise the matching ProviderError."""
     try:
-        response = await client.post(url, json=body, headers=dict(headers))
-    except httpx.HTTPError as exc:
+        async with _post(client, url, body, headers) as response:
+            raw = await response.read()
+            if not 200 <= response.status < 300:
+                raise error_for_status(model, response.status, _text(raw), headers=response.headers, secrets=secrets)
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise provider_error(model, exc, secrets=secrets) from exc
-    if not response.is_success:
-        raise provider_error(model, response, secrets=secrets)
     try:
-        payload = response.json()
+        payload = json.loads(raw)
     except ValueError as exc:
-        raise unreadable_body(model, response.status_code, response.text, "not JSON") from exc
+        raise unreadable_body(model, response.status, _text(raw), "not JSON") from exc
     if not isinstance(payload, dict):
-        raise unreadable_body(model, response.status_code, response.text, "not a JSON object")
+        raise unreadable_body(model, response.status, _text(raw), "not a JSON object")
     return payload
 
 
 async def stream_events(
-    client: httpx.AsyncClient,
+    client: ProviderHTTPClient,
     url: str,
     body: Mapping[str, Any],
     headers: Mapping[str, str],
@@ -83,14 +87,45 @@ async def stream_events(
     (the client's read timeout applies between chunks, not to the whole stream).
     """
     try:
-        async with client.stream("POST", url, json=body, headers=dict(headers)) as response:
-            if not response.is_success:
-                await response.aread()
-                raise provider_error(model, response, secrets=secrets)
-            async for event in _parse_sse(response.aiter_lines()):
+        async with _post(client, url, body, headers) as response:
+            if not 200 <= response.status < 300:
+                raw = await response.read()
+                raise error_for_status(model, response.status, _text(raw), headers=response.headers, secrets=secrets)
+            async for event in _parse_sse(split_lines(response.content.iter_any())):
                 yield event
-    except httpx.HTTPError as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise provider_error(model, exc, secrets=secrets) from exc
+
+
+def _post(
+    client: ProviderHTTPClient, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+    # Serialised as httpx's `json=` did: compact, UTF-8, and NaN/Infinity refused rather than sent.
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return client.session().post(
+        url,
+        data=data,
+        headers={**headers, "Content-Type": "application/json"},
+        timeout=client.wire_timeout,
+        allow_redirects=False,
+    )
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The lines of a body arriving in chunks, without their `\n` or `\r\n`. Split here rather than
+    with aiohttp's `readline`, which refuses lines longer than its buffer (64 KiB)."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield _text(line.removesuffix(b"\r"))
+    if pending:
+        yield _text(pending.removesuffix(b"\r"))
 
 
 def stream_ended_early(model: str, what: str) -> ProviderError:

@@ -31,6 +31,7 @@ from app.errors import (
 )
 from app.providers.anthropic import AnthropicProvider
 from app.providers.base import Completion, CompletionRequest, Message, Provider, TextDelta
+from app.providers.http_client import ProviderHTTPClient
 from app.providers.http_errors import parse_retry_after, provider_error
 from app.providers.openai import OpenAIProvider
 from app.providers.registry import ProviderRegistry, provider_http_limits, provider_http_timeout
@@ -78,7 +79,7 @@ def fake() -> Any:
         yield server
 
 
-def make_provider(kind: str, url: str, client: httpx.AsyncClient) -> Provider:
+def make_provider(kind: str, url: str, client: ProviderHTTPClient) -> Provider:
     if kind == "openai":
         return OpenAIProvider("fake", f"{url}/v1", API_KEY, client)
     return AnthropicProvider("fake-anthropic", url, API_KEY, client)
@@ -88,7 +89,7 @@ def with_provider(kind: str, url: str, use: Callable[[Provider], Awaitable[T]], 
     """Run `use(provider)` on a fresh event loop and client (no pytest-asyncio here)."""
 
     async def go() -> T:
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with ProviderHTTPClient(limits=httpx.Limits(), timeout=httpx.Timeout(timeout)) as client:
             return await use(make_provider(kind, url, client))
 
     return asyncio.run(go())
@@ -306,7 +307,8 @@ def test_connection_refused_is_a_connection_error() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     error = expect_error("openai", f"http://127.0.0.1:{port}", "gpt-4o-mini", ProviderConnectionError)
-    assert "gpt-4o-mini" in str(error) and "ConnectError" in str(error)
+    assert "gpt-4o-mini" in str(error) and "could not reach the provider" in str(error)
+    assert f"127.0.0.1:{port}" in str(error)  # aiohttp's ClientConnectorError names the address
 
 
 @pytest.mark.parametrize("kind", FORMATS)

@@ -1,0 +1,52 @@
+"""The provider HTTP client: httpx's API and aiohttp's, over one aiohttp connection pool.
+
+Model calls (`wire.post_json`, `wire.stream_events`) go straight to aiohttp; everything else (provider
+batch uploads, file downloads) uses the httpx API, through httpx-aiohttp's transport on the same
+session. Why both: httpcore's pool rescans every queued request whenever one starts or ends, so at a
+thousand concurrent calls its bookkeeping bounds throughput (1,000 concurrent 1 s calls on the fake
+provider: 22-29 s through httpcore, 1.4 s through aiohttp), which is why the pool is aiohttp's; and the
+httpx layer over it builds a Request, a Response and a byte stream per call on top of aiohttp's own.
+Measured on the fake provider, 3,000 calls in flight at once, one process: 25 KiB and 0.87 ms of CPU
+per call through httpx-over-aiohttp, 15 KiB and 0.57 ms through aiohttp alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
+
+
+class ProviderHTTPClient(HttpxAiohttpClient):
+    """An `httpx.AsyncClient` whose pool is one aiohttp session, which `session()` also hands out.
+
+    `wire_timeout` is the client's httpx timeout in aiohttp's terms: `read` between chunks (a stream that
+    keeps sending lives on), `connect` for the TCP connect, `pool` for waiting on a free connection."""
+
+    def __init__(self, *, limits: httpx.Limits, timeout: httpx.Timeout, **kwargs: Any) -> None:
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+        self.wire_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
+        )
+        transport = AiohttpTransport(limits=limits, client=self.session)
+        super().__init__(limits=limits, timeout=timeout, transport=transport, **kwargs)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session, made on first use (inside the event loop that will own it)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections or 0,  # 0: no limit, as httpx's None
+                keepalive_timeout=self._limits.keepalive_expiry,
+                ssl=httpx.create_ssl_context(),  # certifi's roots, as httpx verifies
+            )
+            # trust_env: HTTP(S)_PROXY and NO_PROXY apply as they do to httpx.
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        return self._session
+
+    async def aclose(self) -> None:
+        await super().aclose()  # closes the session too once the httpx side has used it
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
