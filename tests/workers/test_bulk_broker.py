@@ -4,11 +4,14 @@ unacknowledged index empty while unacked messages stay in it (to be restored if 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import redis
 from kombu import Connection, Consumer, Exchange, Queue
+from kombu.utils.json import dumps, loads
 
 from tests.stack import new_redis_url
-from workers.broker import BulkTransport
+from workers.broker import BulkTransport, decode_all
 
 QUEUE = Queue("bulk-test", Exchange("bulk-test", type="direct"), routing_key="bulk-test")
 
@@ -87,3 +90,14 @@ def test_a_redis_without_bulk_pops_is_read_one_message_at_a_time(monkeypatch):
             connection.drain_events(timeout=5)
     assert received == [0, 1, 2, 3, 4]
     assert redis.Redis.from_url(url).hlen("unacked") == 0
+
+
+def test_messages_decoded_together_equal_each_decoded_alone_and_share_their_keys():
+    # kombu's typed markers (a datetime here) must decode as kombu's own `loads` decodes them.
+    items = [dumps({"n": n, "headers": {"eta": datetime(2026, 12, 6, n, tzinfo=UTC)}}).encode() for n in range(3)]
+    together = decode_all(items)
+    assert together == [loads(item) for item in items]
+    assert isinstance(together[2]["headers"]["eta"], datetime)
+    first_keys, last_keys = (next(iter(message)) for message in (together[0], together[-1]))
+    assert first_keys is last_keys  # one "n" string for the whole read
+    assert decode_all(items[:1]) == [loads(items[0])]
