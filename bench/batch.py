@@ -3,13 +3,15 @@ a global limit of 500 requests/s: time to accept, time to finish against the flo
 and workers, Redis memory, status query latency, items/s, side by side, so cost per item can be compared.
 
     .venv/bin/python -m bench.batch [--items 100000,10000,1000] [--latency-ms 200] [--rps 500]
-                                    [--workers 2] [--slots 300]
+                                    [--workers 2] [--slots 300] [--baseline REV]
 
 Each size runs on a fresh stack (bench/harness.py: the fake provider, the API and the workers as
 separate processes on a fresh Postgres schema) with a private `redis-server`, so peak memory figures
 belong to that run alone. The fake provider enforces a limit of its own 10 % above `--rps`: its 429
 count shows whether the limiter ever let a burst through. The file is uploaded the way `conveyor batch
 submit` does it (app/batch_client.py, streamed multipart). The 100,000 run takes a few minutes.
+With `--baseline REV` each size also runs on that revision's code (a git worktree of it: its API and
+workers), first, and its column stands beside this code's.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from app.batch_display import ProgressDisplay
 from app.embedded import free_port, wait_for_port
 from app.store import keys
 from app.store.tables import Job
-from bench.harness import BenchStack, percentile, print_table, rss_kib, start_bench_stack
+from bench.harness import ROOT, BenchStack, checkout, percentile, print_table, rss_kib, start_bench_stack
 from tests.fakeprovider import start_fake_provider_process
 
 INPUT_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
@@ -66,6 +68,7 @@ class PeakSampler:
 
 @dataclass
 class Run:
+    label: str  # "REV: " for a baseline revision's run, "" for this code's
     items: int
     accept_s: float
     run_s: float
@@ -127,13 +130,15 @@ def timed_get(client: BatchClient, batch_id: str) -> tuple[Batch, float]:
     return batch, (time.perf_counter() - started) * 1000
 
 
-def measure(items: int, args: argparse.Namespace, workdir: Path) -> Run:
+def measure(items: int, args: argparse.Namespace, workdir: Path, label: str = "", root: Path = ROOT) -> Run:
     redis_process, redis_url = start_redis()
     fake_port = free_port()
     fake = start_fake_provider_process(fake_port, rate_limit_per_second=args.rps * 1.1)
     fake_url = f"http://127.0.0.1:{fake_port}"
     limits = json.dumps({"fake/*": {"rpm": args.rps * 60}})
-    stack = start_bench_stack(REDIS_URL=redis_url, CONVEYOR_FAKE_PROVIDER_URL=fake_url, CONVEYOR_RATE_LIMITS=limits)
+    stack = start_bench_stack(
+        root=root, REDIS_URL=redis_url, CONVEYOR_FAKE_PROVIDER_URL=fake_url, CONVEYOR_RATE_LIMITS=limits
+    )
     stack.processes.append(fake)
     try:
         stack.start_api()
@@ -173,6 +178,7 @@ def measure(items: int, args: argparse.Namespace, workdir: Path) -> Run:
             sampler.stop()
             end_ms = [timed_get(client, batch.id)[1] for _ in range(50)]
         return Run(
+            label=label,
             items=items,
             accept_s=accepted - started,
             run_s=finished - accepted,
@@ -221,7 +227,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     print_table(
         f"Batches at {args.latency_ms} ms provider latency, limit {args.rps} requests/s "
         f"({args.workers} workers x {args.slots} job slots)",
-        ["", *(f"{run.items:,} items" for run in runs)],
+        ["", *(f"{run.label}{run.items:,} items" for run in runs)],
         rows,
     )
 
@@ -237,17 +243,20 @@ def main() -> None:
     parser.add_argument("--rps", type=int, default=500, help="the global limit (CONVEYOR_RATE_LIMITS rpm / 60)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--slots", type=int, default=300, help="job slots (--concurrency) per worker")
+    parser.add_argument("--baseline", help="also run each size on this git revision (a worktree of it), first")
     args = parser.parse_args()
     if not shutil.which("redis-server"):
         raise SystemExit("bench.batch needs redis-server on PATH (a private one per run, for clean memory figures)")
     sizes = sorted(int(n) for n in args.items.split(","))
     runs = []
     with tempfile.TemporaryDirectory() as workdir:
+        contenders = [(f"{args.baseline}: ", checkout(args.baseline))] if args.baseline else []
+        contenders.append(("", ROOT))
         for items in sizes:
-            print(f"running a batch of {items:,} items...", flush=True)
-            runs.append(measure(items, args, Path(workdir)))
-            if len(sizes) > 1 and len(runs) < len(sizes):
-                report(runs[-1:], args)  # each size's figures as soon as they exist
+            for label, root in contenders:
+                print(f"running a batch of {items:,} items{f' on {label[:-2]}' if label else ''}...", flush=True)
+                runs.append(measure(items, args, Path(workdir), label, root))
+                report(runs[-1:], args)  # each run's figures as soon as they exist
     report(runs, args)
 
 

@@ -7,17 +7,18 @@ item rows, except the pages of results, which walk the `(batch_id, batch_seq)` i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from app.store import batch_counters
 from app.store.batch_counters import BatchTotals, CounterDelta
 from app.store.db import Database
-from app.store.tables import Base, Job, JobStatus, new_id, utcnow
+from app.store.tables import Base, Job, JobStatus, new_id, new_ids, utcnow
 from app.store.tables_batches import Batch, BatchCounter, BatchStatus
 
 
@@ -147,23 +148,24 @@ class BatchRepository:
         return batch_id
 
     def add_items(self, batch: str, new: NewBatch, items: Sequence[NewItem], *, first_seq: int) -> str | None:
-        """Insert a chunk of items (one multi-row INSERT per few thousand); the job id of the first.
+        """Insert a chunk of items (COPY on Postgres, one executemany on SQLite); the job id of the first.
 
         The batch's first item (`first_seq` 1) becomes its anchor (its Idempotency-Key binding)."""
         if not items:
             return None
         now = utcnow()
         name = new.task_template["name"]
+        ids = new_ids(3 * len(items))  # a job id, a span id and a trace id per item
         rows = [
             {
-                "id": new_id(),
+                "id": ids[3 * offset],
                 "project_id": new.project_id,
                 "function_id": new.function_id,
                 "revision_id": new.revision_id,
-                "span_id": new_id(),
+                "span_id": ids[3 * offset + 1],
                 "status": JobStatus.queued,
                 "task": {"name": name, "input": item.input, "tags": item.tags},
-                "trace_id": new_id(),
+                "trace_id": ids[3 * offset + 2],
                 "delivery_attempts": 0,
                 "created_at": now,
                 "stream": False,
@@ -175,7 +177,11 @@ class BatchRepository:
             for offset, item in enumerate(items)
         ]
         with self.db.transaction() as session:
-            session.connection().execute(insert(Job.__table__), rows)  # Core executemany, no ORM objects
+            connection = session.connection()
+            if connection.dialect.name == "postgresql":
+                _copy_items(connection, rows)
+            else:
+                connection.execute(insert(Job.__table__), rows)  # Core executemany, no ORM objects
             values: dict[str, Any] = {"updated_at": now}
             if first_seq == 1:
                 values["anchor_job_id"] = rows[0]["id"]
@@ -351,3 +357,37 @@ class BatchRepository:
             ended = BatchRecord.of(session.get(Batch, batch_id), totals)
             session.add_all(rows_for(ended))
             return ended
+
+
+_ITEM_COLUMNS = (
+    "id",
+    "project_id",
+    "function_id",
+    "revision_id",
+    "span_id",
+    "status",
+    "task",
+    "trace_id",
+    "delivery_attempts",
+    "created_at",
+    "stream",
+    "webhook_secrets",
+    "batch_id",
+    "batch_seq",
+    "custom_id",
+)
+_COPY_ITEMS = f"COPY {Job.__tablename__} ({', '.join(_ITEM_COLUMNS)}) FROM STDIN"
+
+
+def _copy_items(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Batch items into `jobs` with COPY, in the session's transaction: SQLAlchemy's executemany spent
+    more CPU building and binding each row's parameters than Postgres spent storing it (37 % of the
+    API's CPU accepting a 100,000-item batch). Values go as COPY's text, which Postgres parses as each
+    column's type; the task as JSON text and the status by name, as SQLAlchemy stores them."""
+    driver = connection.connection.driver_connection
+    task, status = _ITEM_COLUMNS.index("task"), _ITEM_COLUMNS.index("status")
+    with driver.cursor() as cursor, cursor.copy(_COPY_ITEMS) as copy:
+        for row in rows:
+            values = [row[column] for column in _ITEM_COLUMNS]
+            values[task], values[status] = json.dumps(values[task]), values[status].name
+            copy.write_row(values)

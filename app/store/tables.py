@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,24 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs, as `new_id` makes them, from one read of the OS's randomness.
+
+    A 100,000-item batch needs 300,000 ids; `uuid4()` reads the OS's randomness once per id and builds
+    a UUID object to format it, which took 14 % of the API's CPU accepting such a batch. Formatting the
+    hex of one read is about six times faster per id."""
+    digits = os.urandom(16 * count).hex()
+    ids = []
+    for start in range(0, 32 * count, 32):
+        h = digits[start : start + 32]
+        # Version nibble 4; the variant's two high bits 10 (RFC 9562), keeping the two random bits below.
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
+    return ids
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def utcnow() -> datetime:
