@@ -83,6 +83,8 @@ class Settings(BaseSettings):
 
     # --- delivery modes: jobs, streams, webhooks --------------------------------------------------
     job_max_wait_seconds: float = Field(60.0, validation_alias=AliasChoices("CONVEYOR_JOB_MAX_WAIT_SECONDS"))
+    # A waiting call re-reads its job this often besides listening for its announcement (app/services/waiter.py).
+    wait_recheck_seconds: float = Field(5.0, gt=0, validation_alias=AliasChoices("CONVEYOR_WAIT_RECHECK_SECONDS"))
     stream_keepalive_seconds: float = Field(15.0, validation_alias=AliasChoices("CONVEYOR_STREAM_KEEPALIVE"))
     webhook_retry_schedule: str = Field(
         "5,300,1800,7200,18000,36000,36000", validation_alias=AliasChoices("CONVEYOR_WEBHOOK_RETRY_SCHEDULE")

@@ -59,7 +59,7 @@ class AppState:
         catalog = ModelCatalog.from_settings(db, settings)
         registry = ProviderRegistry(settings, custom_models=catalog.load_custom)
         functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
-        waiter = JobWaiter(redis)
+        waiter = JobWaiter(redis, recheck_seconds=settings.wait_recheck_seconds)
         writer = AsyncJobWriter(settings.database_url) if db.engine.dialect.name == "postgresql" else None
         cache = CatalogCache(CatalogReader(db))
         calls = CallService(settings, registry, functions, jobs, spans, redis, waiter, catalog, cache, writer)

@@ -8,8 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg_pool import PoolTimeout
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +22,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # in use (a database restart) fails its statement once, and the pool then replaces all connections
 # made before the failure (SQLAlchemy's invalidation on disconnect).
 PING_AFTER_IDLE_SECONDS = 2.0
+
+# The database refused, dropped or had no connection to give (down, restarting, out of connections):
+# SQLAlchemy's errors, and psycopg's own from the API's async job writer (store/async_jobs.py).
+DATABASE_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError, PoolTimeout)
 
 
 def make_engine(database_url: str, *, pool_size: int = 20, relaxed: bool = False) -> Engine:

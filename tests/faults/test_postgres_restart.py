@@ -1,8 +1,10 @@
 """Postgres restarted under load: API and workers reconnect; every accepted job ends exactly once (one
 result, one billed attempt), a submission refused during the outage left no job, workers keep consuming.
 
-Work finished while the database was away cannot be written; its job is run again after its lease
-expires (issue 15, item 4), so the provider may be called more than once per job: never billed twice."""
+A worker holds what it finished while the database was away and writes it once it is back (its lease
+outlasts the outage; workers/outage.py), so no provider call is repeated. A `/v2/call` waiting across
+the outage answers 503 naming its accepted job (body `job_id`, `Location`, `Retry-After`): the caller
+polls the job and gets the result, instead of sending the call again."""
 
 from __future__ import annotations
 
@@ -12,14 +14,22 @@ import uuid
 import httpx
 import pytest
 
-from tests.faults.load import Ledger, Submitter, project_job_ids, wait_until_final
+from tests.faults.load import Ledger, Submitter, WaitingCalls, project_job_ids, wait_until_final
 
 pytestmark = pytest.mark.faults
 
 CALLS = 100
-LATENCY_MS = 1500
+WAITING = 5
+LATENCY_MS = 2000  # longer than a third of the lease (pg_fault_stack): renewals fall in the outage
 OUTAGE_SECONDS = 1.0
 BOUND_SECONDS = 45  # from the restart until every accepted job has ended
+
+
+def wait_for(condition, what: str, within: float = 30) -> None:  # noqa: ANN001 - a callable
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_provider):
@@ -28,12 +38,13 @@ def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_prov
     project_id, key = stack.new_project()
     model = f"fake/pg-restart?latency_ms={LATENCY_MS}&run={uuid.uuid4().hex[:8]}"
     submitter = Submitter(stack.api_url, key, model)
+    waiting_project, waiting_key = stack.new_project()
+    waiting = WaitingCalls(stack.api_url, waiting_key, model)
 
     first = submitter.start(range(CALLS // 2))
-    deadline = time.monotonic() + 30
-    while fake_provider.requests_for(model) < CALLS // 4:
-        assert time.monotonic() < deadline, "the worker never had calls in flight"
-        time.sleep(0.05)
+    wait_for(lambda: fake_provider.requests_for(model) >= CALLS // 4, "the worker never had calls in flight")
+    waiting.start(WAITING)  # accepted before the outage, queued behind the first half: they wait across it
+    wait_for(lambda: len(project_job_ids(stack.db, waiting_project)) == WAITING, "the waiting calls were not accepted")
     second = submitter.start(range(CALLS // 2, CALLS))
     private_postgres.restart(down_seconds=OUTAGE_SECONDS)
     restarted = time.monotonic()
@@ -44,13 +55,25 @@ def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_prov
     assert sorted(submitter.accepted) == list(range(CALLS))
     accepted = sorted(submitter.accepted.values())
     assert sorted(project_job_ids(stack.db, project_id)) == accepted
+
+    # Each waiting call was told which accepted job to poll.
+    answers = waiting.join()
+    assert [getattr(answer, "status_code", answer) for answer in answers] == [503] * WAITING
+    named = [answer.json()["job_id"] for answer in answers]
+    assert sorted(named) == sorted(project_job_ids(stack.db, waiting_project))
+    for answer, job_id in zip(answers, named, strict=True):
+        assert answer.headers["location"] == f"/v2/jobs/{job_id}" and answer.headers["retry-after"]
+        assert answer.json()["detail"]["job_id"] == job_id
+    with httpx.Client(base_url=stack.api_url + "/v2", headers={"Authorization": f"Bearer {waiting_key}"}) as client:
+        polled = [client.get(f"/jobs/{job_id}", params={"wait": 30}, timeout=40).json() for job_id in named]
+    assert [job["status"] for job in polled] == ["succeeded"] * WAITING
+
     wait_until_final(stack.db, accepted, within=BOUND_SECONDS - (time.monotonic() - restarted))
-    repeats = fake_provider.requests_for(model) - CALLS
     print(f"postgres restart: refused {dict(submitter.refusals)}; all ended {time.monotonic() - restarted:.1f} s after")
-    print(f"postgres restart: {repeats} provider calls repeated")
+    assert fake_provider.requests_for(model) == CALLS + WAITING  # results finished in the outage were kept
 
     assert worker.poll() is None
-    ledger = Ledger.read(stack.db, accepted)
+    ledger = Ledger.read(stack.db, accepted + named)
     assert ledger.problems() == []
 
     with httpx.Client(base_url=stack.api_url + "/v2", headers={"Authorization": f"Bearer {key}"}) as client:
