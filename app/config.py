@@ -83,6 +83,11 @@ class Settings(BaseSettings):
 
     # --- delivery modes: jobs, streams, webhooks --------------------------------------------------
     job_max_wait_seconds: float = Field(60.0, validation_alias=AliasChoices("CONVEYOR_JOB_MAX_WAIT_SECONDS"))
+    # An Idempotency-Key reserved by a request that bound no job this long ago is taken over by a retry
+    # (its request died: an API crash between reserving the key and writing the job); till then, 409.
+    idempotency_reservation_seconds: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("CONVEYOR_IDEMPOTENCY_RESERVATION_SECONDS")
+    )
     # A waiting call re-reads its job this often besides listening for its announcement (app/services/waiter.py).
     wait_recheck_seconds: float = Field(5.0, gt=0, validation_alias=AliasChoices("CONVEYOR_WAIT_RECHECK_SECONDS"))
     stream_keepalive_seconds: float = Field(15.0, validation_alias=AliasChoices("CONVEYOR_STREAM_KEEPALIVE"))

@@ -11,11 +11,13 @@ from tests.stack import drop_pg_schema, new_pg_schema
 
 # Fast recovery for the tests: a worker renews its jobs' leases every lease/3 seconds; a job whose
 # worker died is back on the queue within lease + sweep interval; a message lost in transit is sent
-# again once its job has been queued for 10 s (5 minutes by default), checked every 6 sweep intervals.
+# again once its job has been queued for 10 s (5 minutes by default), checked every 6 sweep intervals;
+# an Idempotency-Key reserved by a request killed before it wrote its job is free again after 3 s (60 s).
 FAST_RECOVERY = {
     "CONVEYOR_JOB_LEASE_SECONDS": "2",
     "CONVEYOR_SWEEP_INTERVAL": "0.5",
     "CONVEYOR_STRANDED_AFTER": "10",
+    "CONVEYOR_IDEMPOTENCY_RESERVATION_SECONDS": "3",
 }
 
 
