@@ -18,7 +18,7 @@ from celery import Celery
 
 from app.errors import BadRequest
 from app.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE
-from app.services.webhooks import check_webhook_url_sync, retry_delay, webhook_headers
+from app.services.webhooks import parse_webhook_url, retry_delay, webhook_headers
 from app.store.tables import utcnow
 from app.store.tables_delivery import DeliveryStatus
 from app.store.webhooks import AttemptOutcome, SendClaim, WebhookDeliveryRepository
@@ -72,12 +72,10 @@ class WebhookSender:
         client: httpx.Client,
         *,
         schedule: Sequence[float],
-        allow_private: bool,
         rng: random.Random | None = None,
     ) -> None:
-        self.client = client
+        self.client = client  # on a CheckedTransport (webhook_network.py): it refuses private addresses
         self.schedule = tuple(schedule)
-        self.allow_private = allow_private
         self.rng = rng or random.Random()
 
     def send(self, claim: SendClaim) -> AttemptOutcome:
@@ -89,7 +87,7 @@ class WebhookSender:
         retry_after: float | None = None
         error: str | None = None
         try:
-            check_webhook_url_sync(delivery.url, allow_private=self.allow_private)
+            parse_webhook_url(delivery.url)
             response = self.client.post(
                 delivery.url,
                 content=delivery.payload.encode(),

@@ -182,7 +182,7 @@ def retry_delay(
 # --- where webhooks may go -----------------------------------------------------------------------
 
 
-def _parse_url(url: str) -> tuple[str, int]:
+def parse_webhook_url(url: str) -> tuple[str, int]:
     if len(url) > 2048:
         raise BadRequest("must be at most 2048 characters", field_name="webhook.url")
     parts = urlsplit(url)
@@ -210,7 +210,7 @@ def is_public_address(address: str) -> bool:
     )
 
 
-def _refuse_private(host: str, addresses: list[str]) -> None:
+def refuse_private(host: str, addresses: list[str]) -> None:
     blocked = [a for a in addresses if not is_public_address(a)]
     if blocked or not addresses:
         raise BadRequest(
@@ -222,23 +222,11 @@ def _refuse_private(host: str, addresses: list[str]) -> None:
 
 async def check_webhook_url(url: str, *, allow_private: bool) -> None:
     """400 unless `url` is http(s) and (unless allowed) every address it resolves to is public."""
-    host, port = _parse_url(url)
+    host, port = parse_webhook_url(url)
     if allow_private:
         return
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise BadRequest(f"the host {host!r} cannot be resolved: {exc}", field_name="webhook.url") from None
-    _refuse_private(host, [info[4][0] for info in infos])
-
-
-def check_webhook_url_sync(url: str, *, allow_private: bool) -> None:
-    """The same check at send time (DNS may have changed since the job was accepted)."""
-    host, port = _parse_url(url)
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise BadRequest(f"the host {host!r} cannot be resolved: {exc}", field_name="webhook.url") from None
-    _refuse_private(host, [info[4][0] for info in infos])
+    refuse_private(host, [info[4][0] for info in infos])
