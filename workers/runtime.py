@@ -15,6 +15,7 @@ from app.engine.cache import RedisResultCache
 from app.engine.executor import EngineDeps
 from app.providers.registry import ProviderRegistry
 from app.ratelimit import RateLimitConfig, RateLimiter
+from app.secrets import secret_box
 from app.services.model_catalog import ModelCatalog
 from app.services.webhook_delivery import WebhookDispatcher, WebhookSender
 from app.services.webhook_network import webhook_client
@@ -74,7 +75,9 @@ class WorkerRuntime:
             blocking=ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="conveyor-db"),
             deliveries=deliveries,
             dispatcher=WebhookDispatcher(deliveries, celery),
-            webhook_sender=WebhookSender(client, schedule=settings.webhook_retry_delays),
+            webhook_sender=WebhookSender(
+                client, schedule=settings.webhook_retry_delays, box=secret_box(settings.secret_key)
+            ),
         )
 
     def start(self) -> None:

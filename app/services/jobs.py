@@ -30,11 +30,12 @@ from app.schemas.calls import CallRequest, CallResponse
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.jobs import DEFINITION_FIELDS, JobRequest
 from app.schemas.paging import Page
+from app.secrets import secret_box
 from app.services.calls import CallService
 from app.services.idempotency import Accepted, IdempotencyGuard
 from app.services.waiter import Announcement, JobWaiter
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
-from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets
+from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets, seal_secrets
 from app.store import keys
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.idempotency import KeyBinding
@@ -247,9 +248,9 @@ class JobService:
         secrets = parse_secrets(request.webhook.secret)
         await check_webhook_url(request.webhook.url, allow_private=self.settings.allow_private_webhooks)
         generated = secrets[0] if request.webhook.secret is None else None
-        return DeliveryOptions(
-            webhook_url=request.webhook.url, webhook_secrets=secrets, meta=request.metadata
-        ), generated
+        sealed = seal_secrets(secrets, secret_box(self.settings.secret_key))
+        options = DeliveryOptions(webhook_url=request.webhook.url, webhook_secrets=sealed, meta=request.metadata)
+        return options, generated
 
     async def get(self, project: ProjectRef, job_id: str, *, wait: float = 0) -> JobRecord:
         """The job now, or (with `wait` seconds, bounded) as soon as it ends within that time."""

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import BadRequest
+from app.secrets import SECRET_KEY_SETTING, SecretBox, SecretUnreadable
 from app.store.jobs import JobRecord
 from app.store.tables import JobStatus, new_id, utcnow
 from app.store.tables_delivery import DeliveryStatus, WebhookDelivery
@@ -69,6 +70,26 @@ def parse_secrets(value: str | Sequence[str] | None) -> tuple[str, ...]:
             where = "webhook.secret" if isinstance(value, str) else f"webhook.secret[{index}]"
             raise BadRequest(str(exc), field_name=where) from None
     return secrets
+
+
+def seal_secrets(secrets: Sequence[str], box: SecretBox | None) -> tuple[str, ...]:
+    """The secrets as stored: encrypted with `CONVEYOR_SECRET_KEY` (app/secrets.py, the box custom models'
+    API keys are stored with); as given when the server has no key (the README says so)."""
+    return tuple(box.encrypt(secret) for secret in secrets) if box is not None else tuple(secrets)
+
+
+def open_secrets(stored: Sequence[str], box: SecretBox | None) -> tuple[str, ...]:
+    """The signing secrets of stored ones: a `whsec_` value is plain (stored without a key), any other a
+    Fernet token. SecretUnreadable when the key is missing or another than the one that sealed it."""
+    opened = []
+    for value in stored:
+        if value.startswith(SECRET_PREFIX):
+            opened.append(value)
+        elif box is None:
+            raise SecretUnreadable(f"a webhook secret is stored encrypted and {SECRET_KEY_SETTING} is not set")
+        else:
+            opened.append(box.decrypt(value))
+    return tuple(opened)
 
 
 def sign(message_id: str, timestamp: int, body: str, secrets: Sequence[str]) -> str:

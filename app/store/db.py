@@ -138,8 +138,11 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def run_migrations(database_url: str) -> None:
-    """Bring the schema to the newest revision (idempotent; safe to run at every start-up).
+def run_migrations(database_url: str, *, secret_key: str = "") -> None:
+    """Bring the schema to the newest revision (idempotent; safe to run at every start-up). `secret_key`
+    (CONVEYOR_SECRET_KEY; else read from the environment) encrypts stored secrets (0011_secrets_at_rest).
 
     `heads`, not `head`: areas of the schema may be added as parallel branches off one base revision."""
-    command.upgrade(alembic_config(database_url), "heads")
+    config = alembic_config(database_url)
+    config.attributes["secret_key"] = secret_key
+    command.upgrade(config, "heads")
