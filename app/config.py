@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     custom_model_cache_seconds: float = Field(
         60.0, validation_alias=AliasChoices("CONVEYOR_CUSTOM_MODEL_CACHE_SECONDS")
     )
-    # Encrypts stored provider credentials (custom models' api_key); see app/secrets.py.
+    # Encrypts stored secrets (custom models' api_key, webhook signing secrets); see app/secrets.py.
     secret_key: str = Field("", repr=False, validation_alias=AliasChoices("CONVEYOR_SECRET_KEY"))
 
     # --- billing --------------------------------------------------------------------------------
