@@ -54,8 +54,13 @@ def private_postgres():
 
 
 # A lease that outlasts the test's Postgres outage (as the 60 s default outlasts a restart), so a worker
-# holds what it finishes meanwhile (workers/outage.py); waiting calls re-read their job within the outage.
-OUTLAST_OUTAGE = {"CONVEYOR_JOB_LEASE_SECONDS": "5", "CONVEYOR_WAIT_RECHECK_SECONDS": "0.2"}
+# holds what it finishes meanwhile (workers/outage.py); waiting calls and streams re-read their job
+# within the outage.
+OUTLAST_OUTAGE = {
+    "CONVEYOR_JOB_LEASE_SECONDS": "5",
+    "CONVEYOR_WAIT_RECHECK_SECONDS": "0.2",
+    "CONVEYOR_STREAM_KEEPALIVE": "0.2",
+}
 
 
 @pytest.fixture

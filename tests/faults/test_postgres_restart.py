@@ -4,10 +4,13 @@ result, one billed attempt), a submission refused during the outage left no job,
 A worker holds what it finished while the database was away and writes it once it is back (its lease
 outlasts the outage; workers/outage.py), so no provider call is repeated. A `/v2/call` waiting across
 the outage answers 503 naming its accepted job (body `job_id`, `Location`, `Retry-After`): the caller
-polls the job and gets the result, instead of sending the call again."""
+polls the job and gets the result, instead of sending the call again. A streamed call open across the
+outage (re-reading its job while the database is away) gets its whole answer."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 
@@ -32,6 +35,27 @@ def wait_for(condition, what: str, within: float = 30) -> None:  # noqa: ANN001 
         time.sleep(0.05)
 
 
+class StreamedCall(threading.Thread):
+    """`POST /v2/call/stream`, read to its end: the events' data objects (or the error that ended it)."""
+
+    def __init__(self, api_url: str, key: str, model: str) -> None:
+        super().__init__(daemon=True)
+        self.api_url, self.key, self.model = api_url, key, model
+        self.events: list[dict] = []
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        body = {"name": "streamed", "input": "across the outage", "model": self.model}
+        headers = {"Authorization": f"Bearer {self.key}"}
+        try:
+            with httpx.stream("POST", self.api_url + "/v2/call/stream", json=body, headers=headers, timeout=120) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        self.events.append(json.loads(line[6:]))
+        except Exception as exc:  # noqa: BLE001 - recorded, and fails the test
+            self.error = exc
+
+
 def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_provider):
     stack = pg_fault_stack
     (worker,) = stack.workers
@@ -44,7 +68,11 @@ def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_prov
     first = submitter.start(range(CALLS // 2))
     wait_for(lambda: fake_provider.requests_for(model) >= CALLS // 4, "the worker never had calls in flight")
     waiting.start(WAITING)  # accepted before the outage, queued behind the first half: they wait across it
+    stream_project, stream_key = stack.new_project()
+    streamed = StreamedCall(stack.api_url, stream_key, model)
+    streamed.start()
     wait_for(lambda: len(project_job_ids(stack.db, waiting_project)) == WAITING, "the waiting calls were not accepted")
+    wait_for(lambda: len(project_job_ids(stack.db, stream_project)) == 1, "the streamed call was not accepted")
     second = submitter.start(range(CALLS // 2, CALLS))
     private_postgres.restart(down_seconds=OUTAGE_SECONDS)
     restarted = time.monotonic()
@@ -70,10 +98,14 @@ def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_prov
 
     wait_until_final(stack.db, accepted, within=BOUND_SECONDS - (time.monotonic() - restarted))
     print(f"postgres restart: refused {dict(submitter.refusals)}; all ended {time.monotonic() - restarted:.1f} s after")
-    assert fake_provider.requests_for(model) == CALLS + WAITING  # results finished in the outage were kept
+    streamed.join(timeout=60)
+    assert streamed.error is None and streamed.events[0].get("span_id"), (streamed.error, streamed.events[:3])
+    assert [e for e in streamed.events if e.get("chunk_type") == "error"] == []
+    assert "".join(e["delta"] for e in streamed.events if e.get("chunk_type") == "text")
+    assert fake_provider.requests_for(model) == CALLS + WAITING + 1  # results finished in the outage were kept
 
     assert worker.poll() is None
-    ledger = Ledger.read(stack.db, accepted + named)
+    ledger = Ledger.read(stack.db, accepted + named + project_job_ids(stack.db, stream_project))
     assert ledger.problems() == []
 
     with httpx.Client(base_url=stack.api_url + "/v2", headers={"Authorization": f"Bearer {key}"}) as client:
