@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ.update(env)
         settings = Settings()
         configure_logging(settings.log_level)
-        run_migrations(settings.database_url)
+        run_migrations(settings.database_url, secret_key=settings.secret_key)
         services.start_worker(env, concurrency=args.concurrency)
         port = args.port or settings.port
         _banner(settings, services, key, port, demo=args.demo)
@@ -72,7 +72,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = Settings()
     configure_logging(settings.log_level)
     if not args.no_migrate:
-        run_migrations(settings.database_url)
+        run_migrations(settings.database_url, secret_key=settings.secret_key)
     app = create_app(settings)
     tune_gc()
     uvicorn.run(
@@ -94,7 +94,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_migrate(_: argparse.Namespace) -> int:
     from app.store.db import run_migrations
 
-    run_migrations(Settings().database_url)
+    settings = Settings()
+    run_migrations(settings.database_url, secret_key=settings.secret_key)
     print("database schema is up to date")
     return 0
 
@@ -104,7 +105,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from app.store.projects import ProjectRepository
 
     settings = Settings()
-    run_migrations(settings.database_url)
+    run_migrations(settings.database_url, secret_key=settings.secret_key)
     db = Database(settings.database_url)
     key = ProjectRepository(db).create_key(args.project)
     db.dispose()

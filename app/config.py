@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     custom_model_cache_seconds: float = Field(
         60.0, validation_alias=AliasChoices("CONVEYOR_CUSTOM_MODEL_CACHE_SECONDS")
     )
-    # Encrypts stored provider credentials (custom models' api_key); see app/secrets.py.
+    # Encrypts stored secrets (custom models' api_key, webhook signing secrets); see app/secrets.py.
     secret_key: str = Field("", repr=False, validation_alias=AliasChoices("CONVEYOR_SECRET_KEY"))
 
     # --- billing --------------------------------------------------------------------------------
@@ -83,6 +83,13 @@ class Settings(BaseSettings):
 
     # --- delivery modes: jobs, streams, webhooks --------------------------------------------------
     job_max_wait_seconds: float = Field(60.0, validation_alias=AliasChoices("CONVEYOR_JOB_MAX_WAIT_SECONDS"))
+    # An Idempotency-Key reserved by a request that bound no job this long ago is taken over by a retry
+    # (its request died: an API crash between reserving the key and writing the job); till then, 409.
+    idempotency_reservation_seconds: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("CONVEYOR_IDEMPOTENCY_RESERVATION_SECONDS")
+    )
+    # A waiting call re-reads its job this often besides listening for its announcement (app/services/waiter.py).
+    wait_recheck_seconds: float = Field(5.0, gt=0, validation_alias=AliasChoices("CONVEYOR_WAIT_RECHECK_SECONDS"))
     stream_keepalive_seconds: float = Field(15.0, validation_alias=AliasChoices("CONVEYOR_STREAM_KEEPALIVE"))
     webhook_retry_schedule: str = Field(
         "5,300,1800,7200,18000,36000,36000", validation_alias=AliasChoices("CONVEYOR_WEBHOOK_RETRY_SCHEDULE")

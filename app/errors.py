@@ -168,6 +168,15 @@ class ServiceUnavailable(ConveyorError):
     error_type = "ServiceUnavailableError"
 
 
+class AcceptedJobUnavailable(ServiceUnavailable):
+    """A waiting call whose job was accepted, but whose wait failed (the database went away): the answer
+    names the job, so the caller polls it instead of sending the call again (a second job)."""
+
+    def __init__(self, message: str, *, job_id: str, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.job_id = job_id
+
+
 class CallTimedOut(ConveyorError):
     status_code = 504
     error_type = "CallTimeoutError"

@@ -1,8 +1,9 @@
-"""Encryption of stored provider credentials (custom models' API keys) with `CONVEYOR_SECRET_KEY`.
+"""Encryption of stored secrets (custom models' API keys, webhook signing secrets) with `CONVEYOR_SECRET_KEY`.
 
 Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) with a key derived from the setting by
 SHA-256, so any long random string works as the secret. Changing the secret makes the stored keys
-unreadable: their custom models then fail with a clear error until their `api_key` is set again.
+unreadable: their custom models then fail with a clear error until their `api_key` is set again, and
+webhook deliveries of jobs stored before the change fail their attempts with the same error.
 """
 
 from __future__ import annotations

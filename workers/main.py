@@ -57,7 +57,7 @@ def run_worker(
     configure_logging(settings.log_level)
     raise_open_file_limit(settings.provider_max_connections + 1024)
     if migrate:
-        run_migrations(settings.database_url)
+        run_migrations(settings.database_url, secret_key=settings.secret_key)
     app = make_celery(settings)
     runtime = WorkerRuntime.build(settings, app)
     runtime.start()

@@ -39,6 +39,7 @@ from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
 from app.store import keys
+from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import Claim, Finish
 from app.store.spans import spans_for_failure, spans_for_success
 from app.store.tables import JobStatus, utcnow
@@ -47,6 +48,7 @@ from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, RUN_BATCH_ITEM, R
 from workers.claims import ClaimBatcher
 from workers.endings import Ending, EndingWriter
 from workers.grouped import Grouped
+from workers.outage import LeaseClock, while_leased
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("conveyor.worker")
@@ -113,8 +115,9 @@ class JobRunner:
                 log.info("job not claimable (finished, cancelled or held by a live worker)", extra={"job_id": job_id})
                 return None
             started = utcnow()
+            lease = LeaseClock.of(claim)
             try:
-                outcome = await self._execute(claim, watch)
+                outcome = await self._execute(claim, watch, lease)
             except LeaseLost:
                 log.warning("lease lost; abandoning job", extra={"job_id": job_id})
                 return None
@@ -124,7 +127,7 @@ class JobRunner:
         if isinstance(outcome, Deferred):
             await self._blocking(self._defer, claim, outcome.retry_after)
             return None
-        status = await self._finish(claim, outcome, started)
+        status = await self._finish(claim, outcome, started, lease)
         if claim.job.batch_id and self.batches is not None:
             self.batches.item_ended()
         return status
@@ -165,8 +168,9 @@ class JobRunner:
         except Exception:  # a batch item is sent again by the dispatcher once its message counts as lost
             log.error("could not re-enqueue a deferred job", extra={"job_id": job.id}, exc_info=True)
 
-    async def _execute(self, claim: Claim, watch: Watch) -> CallResult | JobFailure | Deferred:
-        """The engine call, renewing the lease every third of it and bounded by the hard time limit."""
+    async def _execute(self, claim: Claim, watch: Watch, lease: LeaseClock) -> CallResult | JobFailure | Deferred:
+        """The engine call, renewing the lease every third of it and bounded by the hard time limit; a
+        renewal the database could not take is let pass while the lease lasts (workers/outage.py)."""
         call = asyncio.ensure_future(self._engine_call(claim))
         watch.attach(call)
         deadline = time.monotonic() + self.settings.job_hard_time_limit
@@ -181,12 +185,21 @@ class JobRunner:
                 return self._failure(
                     "JobTimeout", f"the job exceeded its hard time limit of {self.settings.job_hard_time_limit} s"
                 )
-            renewed = await self._blocking(
-                self.runtime.jobs.renew, claim.job.id, claim.token, self.settings.job_lease_seconds
-            )
+            asked_at = time.monotonic()
+            try:
+                renewed = await self._blocking(
+                    self.runtime.jobs.renew, claim.job.id, claim.token, self.settings.job_lease_seconds
+                )
+            except DATABASE_UNAVAILABLE:
+                if lease.remaining() > 0:
+                    log.warning("database unreachable; the lease was not renewed", extra={"job_id": claim.job.id})
+                    continue
+                call.cancel()
+                raise
             if not renewed:
                 call.cancel()
                 raise LeaseLost()
+            lease.renewed(asked_at, self.settings.job_lease_seconds)
 
     def _outcome(self, claim: Claim, call: asyncio.Future, watch: Watch) -> CallResult | JobFailure | Deferred:
         try:
@@ -245,7 +258,9 @@ class JobRunner:
     def _failure(error_type: str, message: str) -> JobFailure:
         return JobFailure({"type": error_type, "message": message, "detail": message, "status_code": 500}, ())
 
-    async def _finish(self, claim: Claim, outcome: CallResult | JobFailure, started: datetime) -> JobStatus | None:
+    async def _finish(
+        self, claim: Claim, outcome: CallResult | JobFailure, started: datetime, lease: LeaseClock
+    ) -> JobStatus | None:
         job = claim.job
         if isinstance(outcome, CallResult):
             status, result, error = JobStatus.succeeded, outcome.as_opper(job.span_id), None
@@ -263,7 +278,7 @@ class JobRunner:
         )
         extra = [delivery] if delivery is not None else []
         ending = Ending(claim, Finish(job.id, claim.token, status, result, error, spans, extra))
-        if not await self.endings.submit(ending):
+        if not await while_leased(lambda: self.endings.submit(ending), lease, job.id):
             log.warning("job already finished elsewhere; result discarded", extra={"job_id": job.id})
             return None
         log.info("job finished", extra={"job_id": job.id, "status": status.value})

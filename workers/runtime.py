@@ -6,7 +6,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import httpx
 import redis
 import redis.asyncio as aioredis
 from celery import Celery
@@ -16,8 +15,10 @@ from app.engine.cache import RedisResultCache
 from app.engine.executor import EngineDeps
 from app.providers.registry import ProviderRegistry
 from app.ratelimit import RateLimitConfig, RateLimiter
+from app.secrets import secret_box
 from app.services.model_catalog import ModelCatalog
 from app.services.webhook_delivery import WebhookDispatcher, WebhookSender
+from app.services.webhook_network import webhook_client
 from app.store.db import Database
 from app.store.jobs import JobRepository
 from app.store.webhooks import WebhookDeliveryRepository
@@ -61,14 +62,7 @@ class WorkerRuntime:
         )
         registry.publish_prices_to(deps.prices)  # custom models bill at their own prices, as they load
         deliveries = WebhookDeliveryRepository(db)
-        # Webhook threads block on their receiver for at most the timeout; redirects are not followed.
-        client = httpx.Client(
-            timeout=httpx.Timeout(
-                settings.webhook_timeout_seconds, connect=min(10.0, settings.webhook_timeout_seconds)
-            ),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        client = webhook_client(settings.webhook_timeout_seconds, allow_private=settings.allow_private_webhooks)
         return cls(
             settings=settings,
             db=db,
@@ -82,7 +76,7 @@ class WorkerRuntime:
             deliveries=deliveries,
             dispatcher=WebhookDispatcher(deliveries, celery),
             webhook_sender=WebhookSender(
-                client, schedule=settings.webhook_retry_delays, allow_private=settings.allow_private_webhooks
+                client, schedule=settings.webhook_retry_delays, box=secret_box(settings.secret_key)
             ),
         )
 

@@ -6,21 +6,26 @@ import logging
 import re
 from typing import Any
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import ConveyorError
+from app.errors import AcceptedJobUnavailable, ConveyorError
+from app.store.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger("conveyor.api")
 
 
 def error_response(status: int, error_type: str, message: str, detail: Any, headers=None) -> JSONResponse:  # noqa: ANN001
     return JSONResponse({"type": error_type, "message": message, "detail": detail}, status_code=status, headers=headers)
+
+
+def accepted_job_unavailable(exc: AcceptedJobUnavailable) -> JSONResponse:
+    """503 naming the accepted job (`job_id` beside `detail`, and its `Location`): poll it, do not resubmit."""
+    body = {"type": exc.error_type, "message": exc.message, "detail": exc.detail, "job_id": exc.job_id}
+    headers = {"Location": f"/v2/jobs/{exc.job_id}", "Retry-After": "1"}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -49,6 +54,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def conveyor_error(_: Request, exc: ConveyorError) -> JSONResponse:
         if exc.status_code >= 500 and exc.status_code not in (502, 503, 504):
             log.error("request failed", extra={"error_type": exc.error_type, "error": exc.message})
+        if isinstance(exc, AcceptedJobUnavailable):
+            return accepted_job_unavailable(exc)
         return error_response(exc.status_code, exc.error_type, exc.message, exc.detail)
 
     @app.exception_handler(RequestValidationError)
@@ -83,8 +90,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "1"},
         )
 
-    # SQLAlchemy's, and psycopg's own from the API's async job writer (store/async_jobs.py).
-    for unavailable in (OperationalError, psycopg.OperationalError, PoolTimeout):
+    for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, database_unavailable)
 
     @app.exception_handler(Exception)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis.asyncio as aioredis
 from celery import Celery
@@ -59,7 +60,9 @@ class AppState:
         catalog = ModelCatalog.from_settings(db, settings)
         registry = ProviderRegistry(settings, custom_models=catalog.load_custom)
         functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
-        waiter = JobWaiter(redis)
+        waiter = JobWaiter(redis, recheck_seconds=settings.wait_recheck_seconds)
+        stale = timedelta(seconds=settings.idempotency_reservation_seconds)
+        guard = IdempotencyGuard(IdempotencyRepository(db), jobs, stale_after=stale)
         writer = AsyncJobWriter(settings.database_url) if db.engine.dialect.name == "postgresql" else None
         cache = CatalogCache(CatalogReader(db))
         calls = CallService(settings, registry, functions, jobs, spans, redis, waiter, catalog, cache, writer)
@@ -71,7 +74,7 @@ class AppState:
             jobs=jobs,
             deliveries=deliveries,
             dispatcher=WebhookDispatcher(deliveries, celery),
-            guard=IdempotencyGuard(IdempotencyRepository(db), jobs),
+            guard=guard,
             waiter=waiter,
             redis=redis,
         )
@@ -81,7 +84,7 @@ class AppState:
             calls=calls,
             batches=batches,
             jobs=jobs,
-            guard=IdempotencyGuard(IdempotencyRepository(db), jobs),
+            guard=guard,
             completion=BatchCompletion(batches, WebhookDispatcher(deliveries, celery)),
             redis=redis,
         )

@@ -71,3 +71,6 @@ class ErrorBody(BaseModel):
     type: str
     message: str
     detail: Any = None
+    job_id: str | None = Field(
+        None, description="A 503 of a waiting call whose job was accepted: the job to poll (also its `Location`)"
+    )

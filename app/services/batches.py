@@ -27,6 +27,7 @@ from app.schemas.batches import BatchSpec
 from app.schemas.calls import CallRequest
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.paging import Page
+from app.secrets import secret_box
 from app.services.batch_completion import BatchCompletion
 from app.services.batch_deliveries import BatchDeliveries
 from app.services.batch_dispatch import BATCH_ABANDONED_ERROR, BATCH_CANCELLED_ERROR
@@ -35,7 +36,7 @@ from app.services.batch_routing import choose_execution
 from app.services.batch_upload import UploadedBatch
 from app.services.calls import CallService, ResolvedTask
 from app.services.idempotency import IdempotencyGuard
-from app.services.webhooks import check_webhook_url, parse_secrets
+from app.services.webhooks import check_webhook_url, parse_secrets, seal_secrets
 from app.store import keys
 from app.store.batches import BatchRecord, BatchRepository, NewBatch, NewItem
 from app.store.idempotency import KeyBinding
@@ -146,6 +147,7 @@ class BatchService:
             secrets = parse_secrets(spec.webhook.secret)
             await check_webhook_url(spec.webhook.url, allow_private=self.settings.allow_private_webhooks)
             generated = secrets[0] if spec.webhook.secret is None else None
+            secrets = seal_secrets(secrets, secret_box(self.settings.secret_key))
 
         async def create(_: KeyBinding | None) -> JobRecord:
             # A batch's key is bound by the guard once its items are written (its anchor item names it).

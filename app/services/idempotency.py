@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -43,6 +44,8 @@ def request_digest(endpoint: str, body: BaseModel) -> str:
 class IdempotencyGuard:
     keys: IdempotencyRepository
     jobs: JobRepository
+    # A key reserved this long ago by a request that bound no job belongs to a request that died.
+    stale_after: timedelta = STALE_RESERVATION
 
     async def accept(
         self,
@@ -60,7 +63,7 @@ class IdempotencyGuard:
         if not _VALID_KEY.match(key):
             raise BadRequest("must be 1 to 255 visible ASCII characters", field_name=HEADER)
         digest = request_digest(endpoint, body)
-        earlier = await run_in_threadpool(self.keys.reserve, project.id, key, digest, stale_after=STALE_RESERVATION)
+        earlier = await run_in_threadpool(self.keys.reserve, project.id, key, digest, stale_after=self.stale_after)
         if earlier is not None:
             return await self._replay(project, key, digest, earlier.request_digest, earlier.job_id)
         binding = KeyBinding(project.id, key)

@@ -17,17 +17,27 @@ from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.engine.streaming import StreamMessage
-from app.errors import BadRequest, CallTimedOut, Conflict, ConveyorError, NotFound, StoredJobError
+from app.errors import (
+    AcceptedJobUnavailable,
+    BadRequest,
+    CallTimedOut,
+    Conflict,
+    ConveyorError,
+    NotFound,
+    StoredJobError,
+)
 from app.schemas.calls import CallRequest, CallResponse
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.jobs import DEFINITION_FIELDS, JobRequest
 from app.schemas.paging import Page
+from app.secrets import secret_box
 from app.services.calls import CallService
 from app.services.idempotency import Accepted, IdempotencyGuard
-from app.services.waiter import JobWaiter
+from app.services.waiter import Announcement, JobWaiter
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
-from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets
+from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets, seal_secrets
 from app.store import keys
+from app.store.db import DATABASE_UNAVAILABLE
 from app.store.idempotency import KeyBinding
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobFilters, JobRecord, JobRepository
@@ -108,7 +118,9 @@ class JobService:
             # Answered only with its result (or an error) unless the wait runs out: see `_call`.
             return await self.calls.submit(project, request, durable=respond_async, binding=binding)
 
-        return await self._call(project, "POST /v2/call", request, submit, respond_async, idempotency_key)
+        return await self._call(
+            project, "POST /v2/call", request, submit, respond_async, idempotency_key, durable=respond_async
+        )
 
     async def call_function(
         self,
@@ -126,7 +138,7 @@ class JobService:
             return await self.calls.submit_function_call(project, function_id, revision_id, body, binding=binding)
 
         endpoint = f"POST /v2/functions/{function_id}/call/{revision_id or ''}"
-        return await self._call(project, endpoint, body, submit, respond_async, idempotency_key)
+        return await self._call(project, endpoint, body, submit, respond_async, idempotency_key, durable=True)
 
     async def _call(
         self,
@@ -136,7 +148,10 @@ class JobService:
         submit: Callable[[KeyBinding | None], Awaitable[JobRecord]],
         respond_async: bool,
         idempotency_key: str | None,
+        *,
+        durable: bool,
     ) -> CallOutcome:
+        """`durable`: `submit` writes the job's row with a commit that waits for the disk."""
         accepted = await self.guard.accept(project, idempotency_key, endpoint, body, submit)
         job, replayed = accepted.job, accepted.replayed
         if respond_async or job.status.is_final:
@@ -147,14 +162,49 @@ class JobService:
             if needs_enqueue(accepted):
                 await self.calls.enqueue(job)
             try:
-                response = await self.calls.wait_for_result(job, announced, self.settings.call_wait_seconds)
-            except CallTimedOut:
-                # A 202 promises the job survives: its row may have been written without waiting for the disk.
-                await run_in_threadpool(self.jobs.make_durable, job.id)
-                return CallOutcome(await self._get(project, job.id), replayed)
-            except StoredJobError as exc:
-                return CallOutcome(job, replayed, error=exc)
+                return await self._wait(project, job, replayed, announced)
+            except DATABASE_UNAVAILABLE as exc:
+                raise await self._unavailable_while_waiting(job, durable=durable and not replayed) from exc
+
+    async def _wait(self, project: ProjectRef, job: JobRecord, replayed: bool, announced: Announcement) -> CallOutcome:
+        try:
+            response = await self.calls.wait_for_result(job, announced, self.settings.call_wait_seconds)
+        except CallTimedOut:
+            # A 202 promises the job survives: its row may have been written without waiting for the disk.
+            await run_in_threadpool(self.jobs.make_durable, job.id)
+            return CallOutcome(await self._get(project, job.id), replayed)
+        except StoredJobError as exc:
+            return CallOutcome(job, replayed, error=exc)
         return CallOutcome(job, replayed, response=response)
+
+    async def _unavailable_while_waiting(self, job: JobRecord, *, durable: bool) -> AcceptedJobUnavailable:
+        """The 503 of a waiting call whose job was accepted: it names the job, which the worker runs to its
+        end (a result computed while the database is away is held and written once it is back, see
+        workers/outage.py), so the caller polls it instead of sending the call again.
+
+        `detail.stored` says whether the row is known to be on disk. A waiting call's row is written with
+        a commit that does not wait for the disk (JobRepository.create); one attempt is made to flush it.
+        Not known stored: a database that crashed (a clean restart or failover loses nothing) within a
+        fraction of a second of accepting the call may have lost the job, key and all; polling it then
+        answers 404 once the database is back, nothing of it was stored or billed, and the call may be
+        sent again."""
+        stored = durable
+        if not stored:
+            try:
+                await run_in_threadpool(self.jobs.make_durable, job.id)
+                stored = True
+            except DATABASE_UNAVAILABLE:
+                pass
+        log.warning("database unavailable while a call waited", extra={"job_id": job.id, "stored": stored})
+        poll = f"poll GET /v2/jobs/{job.id} for its result instead of sending the call again"
+        if not stored:
+            poll += " (a 404 once the database is back means it was lost with the database: send it again)"
+        return AcceptedJobUnavailable(
+            "the database became unavailable while the call was waiting; "
+            f"its job was accepted and keeps running: {poll}",
+            job_id=job.id,
+            detail={"job_id": job.id, "span_id": job.span_id, "stored": stored},
+        )
 
     @staticmethod
     def _outcome(job: JobRecord, replayed: bool) -> CallOutcome:
@@ -198,9 +248,9 @@ class JobService:
         secrets = parse_secrets(request.webhook.secret)
         await check_webhook_url(request.webhook.url, allow_private=self.settings.allow_private_webhooks)
         generated = secrets[0] if request.webhook.secret is None else None
-        return DeliveryOptions(
-            webhook_url=request.webhook.url, webhook_secrets=secrets, meta=request.metadata
-        ), generated
+        sealed = seal_secrets(secrets, secret_box(self.settings.secret_key))
+        options = DeliveryOptions(webhook_url=request.webhook.url, webhook_secrets=sealed, meta=request.metadata)
+        return options, generated
 
     async def get(self, project: ProjectRef, job_id: str, *, wait: float = 0) -> JobRecord:
         """The job now, or (with `wait` seconds, bounded) as soon as it ends within that time."""

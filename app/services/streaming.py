@@ -25,6 +25,7 @@ from app.schemas.functions import FunctionCallRequest
 from app.services.calls import CallService
 from app.services.json_deltas import JsonDeltaParser
 from app.services.stream_hub import StreamHub
+from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
@@ -96,6 +97,15 @@ class ChunkWriter:
         return chunks + self.finish(job)
 
 
+def _unavailable_chunk(job: JobRecord) -> Chunk:
+    """The job ended and is stored, but its outcome could not be read: the database went away."""
+    return error_chunk(
+        "ServiceUnavailableError",
+        f"the database became unavailable as the call ended; its job {job.id} is stored: "
+        f"poll GET /v2/jobs/{job.id} for its result instead of sending the call again",
+    )
+
+
 @dataclass
 class StreamService:
     settings: Settings
@@ -148,11 +158,19 @@ class StreamService:
                 elif isinstance(message, StreamMessage) and message.kind == "reset":
                     chunks = writer.reset(message.error_type or "AttemptFailed", message.error_message or "")
                 elif isinstance(message, StreamMessage):  # end: the outcome is stored
-                    for chunk in writer.finish(await run_in_threadpool(self.jobs.get, job.id)):
+                    try:
+                        ended = await run_in_threadpool(self.jobs.get, job.id)
+                    except DATABASE_UNAVAILABLE:
+                        yield sse_event(_unavailable_chunk(job))
+                        return
+                    for chunk in writer.finish(ended):
                         yield sse_event(chunk)
                     return
                 else:  # silence or a lost connection: did the job end without us hearing?
-                    current = await run_in_threadpool(self.jobs.get, job.id)
+                    try:
+                        current = await run_in_threadpool(self.jobs.get, job.id)
+                    except DATABASE_UNAVAILABLE:  # the job runs on; its end message still comes
+                        current = None
                     if current is not None and current.status.is_final:
                         for chunk in writer.recover(current):
                             yield sse_event(chunk)

@@ -18,7 +18,8 @@ from celery import Celery
 
 from app.errors import BadRequest
 from app.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE
-from app.services.webhooks import check_webhook_url_sync, retry_delay, webhook_headers
+from app.secrets import SecretBox, SecretUnreadable
+from app.services.webhooks import open_secrets, parse_webhook_url, retry_delay, webhook_headers
 from app.store.tables import utcnow
 from app.store.tables_delivery import DeliveryStatus
 from app.store.webhooks import AttemptOutcome, SendClaim, WebhookDeliveryRepository
@@ -72,12 +73,12 @@ class WebhookSender:
         client: httpx.Client,
         *,
         schedule: Sequence[float],
-        allow_private: bool,
+        box: SecretBox | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.client = client
+        self.client = client  # on a CheckedTransport (webhook_network.py): it refuses private addresses
         self.schedule = tuple(schedule)
-        self.allow_private = allow_private
+        self.box = box  # opens the stored signing secrets (webhooks.open_secrets)
         self.rng = rng or random.Random()
 
     def send(self, claim: SendClaim) -> AttemptOutcome:
@@ -89,17 +90,20 @@ class WebhookSender:
         retry_after: float | None = None
         error: str | None = None
         try:
-            check_webhook_url_sync(delivery.url, allow_private=self.allow_private)
+            parse_webhook_url(delivery.url)
+            secrets = open_secrets(claim.secrets, self.box)
             response = self.client.post(
                 delivery.url,
                 content=delivery.payload.encode(),
-                headers=webhook_headers(delivery.message_id, delivery.payload, claim.secrets, now=started),
+                headers=webhook_headers(delivery.message_id, delivery.payload, secrets, now=started),
             )
             status_code = response.status_code
             excerpt = response.text[:EXCERPT_CHARS] or None
             retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
         except BadRequest as exc:
             error = exc.message
+        except SecretUnreadable as exc:
+            error = str(exc)
         except httpx.TimeoutException:
             error = "the receiver did not answer in time"
         except httpx.HTTPError as exc:

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import BadRequest
+from app.secrets import SECRET_KEY_SETTING, SecretBox, SecretUnreadable
 from app.store.jobs import JobRecord
 from app.store.tables import JobStatus, new_id, utcnow
 from app.store.tables_delivery import DeliveryStatus, WebhookDelivery
@@ -69,6 +70,26 @@ def parse_secrets(value: str | Sequence[str] | None) -> tuple[str, ...]:
             where = "webhook.secret" if isinstance(value, str) else f"webhook.secret[{index}]"
             raise BadRequest(str(exc), field_name=where) from None
     return secrets
+
+
+def seal_secrets(secrets: Sequence[str], box: SecretBox | None) -> tuple[str, ...]:
+    """The secrets as stored: encrypted with `CONVEYOR_SECRET_KEY` (app/secrets.py, the box custom models'
+    API keys are stored with); as given when the server has no key (the README says so)."""
+    return tuple(box.encrypt(secret) for secret in secrets) if box is not None else tuple(secrets)
+
+
+def open_secrets(stored: Sequence[str], box: SecretBox | None) -> tuple[str, ...]:
+    """The signing secrets of stored ones: a `whsec_` value is plain (stored without a key), any other a
+    Fernet token. SecretUnreadable when the key is missing or another than the one that sealed it."""
+    opened = []
+    for value in stored:
+        if value.startswith(SECRET_PREFIX):
+            opened.append(value)
+        elif box is None:
+            raise SecretUnreadable(f"a webhook secret is stored encrypted and {SECRET_KEY_SETTING} is not set")
+        else:
+            opened.append(box.decrypt(value))
+    return tuple(opened)
 
 
 def sign(message_id: str, timestamp: int, body: str, secrets: Sequence[str]) -> str:
@@ -182,7 +203,7 @@ def retry_delay(
 # --- where webhooks may go -----------------------------------------------------------------------
 
 
-def _parse_url(url: str) -> tuple[str, int]:
+def parse_webhook_url(url: str) -> tuple[str, int]:
     if len(url) > 2048:
         raise BadRequest("must be at most 2048 characters", field_name="webhook.url")
     parts = urlsplit(url)
@@ -210,7 +231,7 @@ def is_public_address(address: str) -> bool:
     )
 
 
-def _refuse_private(host: str, addresses: list[str]) -> None:
+def refuse_private(host: str, addresses: list[str]) -> None:
     blocked = [a for a in addresses if not is_public_address(a)]
     if blocked or not addresses:
         raise BadRequest(
@@ -222,23 +243,11 @@ def _refuse_private(host: str, addresses: list[str]) -> None:
 
 async def check_webhook_url(url: str, *, allow_private: bool) -> None:
     """400 unless `url` is http(s) and (unless allowed) every address it resolves to is public."""
-    host, port = _parse_url(url)
+    host, port = parse_webhook_url(url)
     if allow_private:
         return
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise BadRequest(f"the host {host!r} cannot be resolved: {exc}", field_name="webhook.url") from None
-    _refuse_private(host, [info[4][0] for info in infos])
-
-
-def check_webhook_url_sync(url: str, *, allow_private: bool) -> None:
-    """The same check at send time (DNS may have changed since the job was accepted)."""
-    host, port = _parse_url(url)
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise BadRequest(f"the host {host!r} cannot be resolved: {exc}", field_name="webhook.url") from None
-    _refuse_private(host, [info[4][0] for info in infos])
+    refuse_private(host, [info[4][0] for info in infos])

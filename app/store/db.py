@@ -8,8 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg_pool import PoolTimeout
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +22,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # in use (a database restart) fails its statement once, and the pool then replaces all connections
 # made before the failure (SQLAlchemy's invalidation on disconnect).
 PING_AFTER_IDLE_SECONDS = 2.0
+
+# The database refused, dropped or had no connection to give (down, restarting, out of connections):
+# SQLAlchemy's errors, and psycopg's own from the API's async job writer (store/async_jobs.py).
+DATABASE_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError, PoolTimeout)
 
 
 def make_engine(database_url: str, *, pool_size: int = 20, relaxed: bool = False) -> Engine:
@@ -132,8 +138,11 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def run_migrations(database_url: str) -> None:
-    """Bring the schema to the newest revision (idempotent; safe to run at every start-up).
+def run_migrations(database_url: str, *, secret_key: str = "") -> None:
+    """Bring the schema to the newest revision (idempotent; safe to run at every start-up). `secret_key`
+    (CONVEYOR_SECRET_KEY; else read from the environment) encrypts stored secrets (0011_secrets_at_rest).
 
     `heads`, not `head`: areas of the schema may be added as parallel branches off one base revision."""
-    command.upgrade(alembic_config(database_url), "heads")
+    config = alembic_config(database_url)
+    config.attributes["secret_key"] = secret_key
+    command.upgrade(config, "heads")

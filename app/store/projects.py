@@ -38,6 +38,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# A key's first characters, kept beside its digest to tell keys apart, are kept only of a long key (a
+# generated one is 47 characters): of a short configured key they would be most of it, or all of it.
+PREFIX_CHARS = 8
+PREFIX_MIN_KEY_LENGTH = 32
+
+
+def key_prefix(key: str) -> str:
+    return key[:PREFIX_CHARS] if len(key) >= PREFIX_MIN_KEY_LENGTH else ""
+
+
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -58,7 +68,7 @@ class ProjectRepository:
             insert_ignore(
                 session,
                 ApiKey.__table__,
-                {"id": new_id(), "project_id": project.id, "key_hash": hash_key(key), "prefix": key[:8]},
+                {"id": new_id(), "project_id": project.id, "key_hash": hash_key(key), "prefix": key_prefix(key)},
                 ["key_hash"],
             )
 

@@ -11,11 +11,13 @@ from tests.stack import drop_pg_schema, new_pg_schema
 
 # Fast recovery for the tests: a worker renews its jobs' leases every lease/3 seconds; a job whose
 # worker died is back on the queue within lease + sweep interval; a message lost in transit is sent
-# again once its job has been queued for 10 s (5 minutes by default), checked every 6 sweep intervals.
+# again once its job has been queued for 10 s (5 minutes by default), checked every 6 sweep intervals;
+# an Idempotency-Key reserved by a request killed before it wrote its job is free again after 3 s (60 s).
 FAST_RECOVERY = {
     "CONVEYOR_JOB_LEASE_SECONDS": "2",
     "CONVEYOR_SWEEP_INTERVAL": "0.5",
     "CONVEYOR_STRANDED_AFTER": "10",
+    "CONVEYOR_IDEMPOTENCY_RESERVATION_SECONDS": "3",
 }
 
 
@@ -51,6 +53,16 @@ def private_postgres():
     server.close()
 
 
+# A lease that outlasts the test's Postgres outage (as the 60 s default outlasts a restart), so a worker
+# holds what it finishes meanwhile (workers/outage.py); waiting calls and streams re-read their job
+# within the outage.
+OUTLAST_OUTAGE = {
+    "CONVEYOR_JOB_LEASE_SECONDS": "5",
+    "CONVEYOR_WAIT_RECHECK_SECONDS": "0.2",
+    "CONVEYOR_STREAM_KEEPALIVE": "0.2",
+}
+
+
 @pytest.fixture
 def pg_fault_stack(fake_provider, private_redis, private_postgres) -> ProcessStack:
     """The API and a worker on a private Redis and a private Postgres cluster the test may restart.
@@ -58,7 +70,7 @@ def pg_fault_stack(fake_provider, private_redis, private_postgres) -> ProcessSta
     The worker has 20 job slots, so messages are still waiting when the database goes away and some
     are delivered during the outage; and a lost message is sent again only after the default 5
     minutes, so one dropped instead of handed back to the queue fails the test."""
-    overrides = {**FAST_RECOVERY, "CONVEYOR_STRANDED_AFTER": "300"}
+    overrides = {**FAST_RECOVERY, "CONVEYOR_STRANDED_AFTER": "300", **OUTLAST_OUTAGE}
     stack = start_process_stack(private_postgres.url, private_redis.url, fake_provider.url, workers=0, **overrides)
     stack.start_worker(concurrency=20)
     yield stack

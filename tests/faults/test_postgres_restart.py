@@ -1,25 +1,59 @@
 """Postgres restarted under load: API and workers reconnect; every accepted job ends exactly once (one
 result, one billed attempt), a submission refused during the outage left no job, workers keep consuming.
 
-Work finished while the database was away cannot be written; its job is run again after its lease
-expires (issue 15, item 4), so the provider may be called more than once per job: never billed twice."""
+A worker holds what it finished while the database was away and writes it once it is back (its lease
+outlasts the outage; workers/outage.py), so no provider call is repeated. A `/v2/call` waiting across
+the outage answers 503 naming its accepted job (body `job_id`, `Location`, `Retry-After`): the caller
+polls the job and gets the result, instead of sending the call again. A streamed call open across the
+outage (re-reading its job while the database is away) gets its whole answer."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 
 import httpx
 import pytest
 
-from tests.faults.load import Ledger, Submitter, project_job_ids, wait_until_final
+from tests.faults.load import Ledger, Submitter, WaitingCalls, project_job_ids, wait_until_final
 
 pytestmark = pytest.mark.faults
 
 CALLS = 100
-LATENCY_MS = 1500
+WAITING = 5
+LATENCY_MS = 2000  # longer than a third of the lease (pg_fault_stack): renewals fall in the outage
 OUTAGE_SECONDS = 1.0
 BOUND_SECONDS = 45  # from the restart until every accepted job has ended
+
+
+def wait_for(condition, what: str, within: float = 30) -> None:  # noqa: ANN001 - a callable
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+class StreamedCall(threading.Thread):
+    """`POST /v2/call/stream`, read to its end: the events' data objects (or the error that ended it)."""
+
+    def __init__(self, api_url: str, key: str, model: str) -> None:
+        super().__init__(daemon=True)
+        self.api_url, self.key, self.model = api_url, key, model
+        self.events: list[dict] = []
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        body = {"name": "streamed", "input": "across the outage", "model": self.model}
+        headers = {"Authorization": f"Bearer {self.key}"}
+        try:
+            with httpx.stream("POST", self.api_url + "/v2/call/stream", json=body, headers=headers, timeout=120) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        self.events.append(json.loads(line[6:]))
+        except Exception as exc:  # noqa: BLE001 - recorded, and fails the test
+            self.error = exc
 
 
 def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_provider):
@@ -28,12 +62,17 @@ def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_prov
     project_id, key = stack.new_project()
     model = f"fake/pg-restart?latency_ms={LATENCY_MS}&run={uuid.uuid4().hex[:8]}"
     submitter = Submitter(stack.api_url, key, model)
+    waiting_project, waiting_key = stack.new_project()
+    waiting = WaitingCalls(stack.api_url, waiting_key, model)
 
     first = submitter.start(range(CALLS // 2))
-    deadline = time.monotonic() + 30
-    while fake_provider.requests_for(model) < CALLS // 4:
-        assert time.monotonic() < deadline, "the worker never had calls in flight"
-        time.sleep(0.05)
+    wait_for(lambda: fake_provider.requests_for(model) >= CALLS // 4, "the worker never had calls in flight")
+    waiting.start(WAITING)  # accepted before the outage, queued behind the first half: they wait across it
+    stream_project, stream_key = stack.new_project()
+    streamed = StreamedCall(stack.api_url, stream_key, model)
+    streamed.start()
+    wait_for(lambda: len(project_job_ids(stack.db, waiting_project)) == WAITING, "the waiting calls were not accepted")
+    wait_for(lambda: len(project_job_ids(stack.db, stream_project)) == 1, "the streamed call was not accepted")
     second = submitter.start(range(CALLS // 2, CALLS))
     private_postgres.restart(down_seconds=OUTAGE_SECONDS)
     restarted = time.monotonic()
@@ -44,13 +83,29 @@ def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_prov
     assert sorted(submitter.accepted) == list(range(CALLS))
     accepted = sorted(submitter.accepted.values())
     assert sorted(project_job_ids(stack.db, project_id)) == accepted
+
+    # Each waiting call was told which accepted job to poll.
+    answers = waiting.join()
+    assert [getattr(answer, "status_code", answer) for answer in answers] == [503] * WAITING
+    named = [answer.json()["job_id"] for answer in answers]
+    assert sorted(named) == sorted(project_job_ids(stack.db, waiting_project))
+    for answer, job_id in zip(answers, named, strict=True):
+        assert answer.headers["location"] == f"/v2/jobs/{job_id}" and answer.headers["retry-after"]
+        assert answer.json()["detail"]["job_id"] == job_id
+    with httpx.Client(base_url=stack.api_url + "/v2", headers={"Authorization": f"Bearer {waiting_key}"}) as client:
+        polled = [client.get(f"/jobs/{job_id}", params={"wait": 30}, timeout=40).json() for job_id in named]
+    assert [job["status"] for job in polled] == ["succeeded"] * WAITING
+
     wait_until_final(stack.db, accepted, within=BOUND_SECONDS - (time.monotonic() - restarted))
-    repeats = fake_provider.requests_for(model) - CALLS
     print(f"postgres restart: refused {dict(submitter.refusals)}; all ended {time.monotonic() - restarted:.1f} s after")
-    print(f"postgres restart: {repeats} provider calls repeated")
+    streamed.join(timeout=60)
+    assert streamed.error is None and streamed.events[0].get("span_id"), (streamed.error, streamed.events[:3])
+    assert [e for e in streamed.events if e.get("chunk_type") == "error"] == []
+    assert "".join(e["delta"] for e in streamed.events if e.get("chunk_type") == "text")
+    assert fake_provider.requests_for(model) == CALLS + WAITING + 1  # results finished in the outage were kept
 
     assert worker.poll() is None
-    ledger = Ledger.read(stack.db, accepted)
+    ledger = Ledger.read(stack.db, accepted + named + project_job_ids(stack.db, stream_project))
     assert ledger.problems() == []
 
     with httpx.Client(base_url=stack.api_url + "/v2", headers={"Authorization": f"Bearer {key}"}) as client:

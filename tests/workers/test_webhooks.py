@@ -1,5 +1,5 @@
-"""Signed webhooks received by a real HTTP server: verification, retries, 410, Retry-After, redelivery,
-and exactly one result after a worker is killed mid-job."""
+"""Signed webhooks received by a real HTTP server: verification, secrets stored encrypted, retries, 410,
+Retry-After, redelivery, and exactly one result after a worker is killed mid-job."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
+from app.secrets import SecretBox
 from app.services.webhooks import generate_secret
 from app.store.tables import Job, JobStatus, Span
 from tests.stack import start_stack
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+SECRET_KEY = "webhook-tests-" + uuid.uuid4().hex
 RETRIES = "0.3,0.3,0.3"  # CONVEYOR_WEBHOOK_RETRY_SCHEDULE for these tests: 4 attempts in about a second
 
 
@@ -106,6 +108,7 @@ WEBHOOK_SETTINGS = {
     "CONVEYOR_WEBHOOK_RETRY_SCHEDULE": RETRIES,
     "CONVEYOR_WEBHOOK_POLL_INTERVAL": "0.1",
     "CONVEYOR_WEBHOOK_TIMEOUT": "1",
+    "CONVEYOR_SECRET_KEY": SECRET_KEY,  # signing secrets are stored encrypted with it
 }
 
 
@@ -141,7 +144,7 @@ def deliveries(client, job_id: str, *, settled: bool = True, timeout: float = 10
         time.sleep(0.05)
 
 
-def test_a_signed_webhook_carries_the_result(client, receiver):
+def test_a_signed_webhook_carries_the_result(stack, client, receiver):
     secret = generate_secret()
     url = receiver.url("ok")
     job = submit(client, url, secret, metadata={"order": 42})
@@ -150,6 +153,9 @@ def test_a_signed_webhook_carries_the_result(client, receiver):
     (request,) = receiver.wait_for(url, 1)
     payload = Webhook(secret).verify(request.body, request.headers)  # the reference implementation
     stored = client.get(f"/jobs/{job['id']}").json()
+    with stack.db.transaction() as session:  # at rest, the secret is a token of CONVEYOR_SECRET_KEY
+        (sealed,) = session.scalar(select(Job.webhook_secrets).where(Job.id == job["id"]))
+    assert secret not in sealed and SecretBox(SECRET_KEY).decrypt(sealed) == secret
     assert payload["type"] == "job.succeeded"
     assert payload["data"]["id"] == job["id"] and payload["data"]["status"] == "succeeded"
     assert payload["data"]["result"] == stored["result"] and payload["data"]["metadata"] == {"order": 42}
