@@ -17,6 +17,7 @@ from app.api.state import AppState
 from app.api.storable_input import StorableInput
 from app.config import Settings, get_settings
 from app.console import install_console
+from app.observability import tracing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         overrides={"/v2/batches": settings.batch_max_upload_bytes},
     )
+    tracing.instrument_api(app)  # outermost, when OTEL_EXPORTER_OTLP_ENDPOINT is set
     return app

@@ -19,6 +19,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from app.observability import tracing
+
 INTERACTIVE_QUEUE = "conveyor.interactive"
 RUN_JOB = "conveyor.run_job"
 # Batch items wait on their own queue, fed a window at a time by the batch dispatcher, so a batch of
@@ -34,9 +36,10 @@ _REPLY_TO = str(uuid.uuid4())  # Celery's per-app id; unused with results ignore
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def task_message(task: str, args: list[Any], queue: str) -> bytes:
+def task_message(task: str, args: list[Any], queue: str, extra_headers: dict[str, str] | None = None) -> bytes:
     """The Redis list entry kombu's Redis transport writes for `send_task(task, args, queue=queue)`
-    with Celery's protocol 2, JSON serialisation, no ETA and priority 0."""
+    with Celery's protocol 2, JSON serialisation, no ETA and priority 0. `extra_headers` (a trace's
+    `traceparent`) go beside Celery's own headers, where the worker's pool reads them."""
     task_id = str(uuid.uuid4())
     body = json.dumps([args, {}, _EMBED]).encode()
     headers = {
@@ -60,6 +63,8 @@ def task_message(task: str, args: list[Any], queue: str) -> bytes:
         "stamped_headers": None,
         "stamps": {},
     }
+    if extra_headers:
+        headers.update(extra_headers)
     message = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
@@ -80,4 +85,5 @@ def task_message(task: str, args: list[Any], queue: str) -> bytes:
 
 async def enqueue_job(redis: aioredis.Redis, job_id: str) -> None:
     """Put an interactive job on its queue (kombu's Redis transport: LPUSH, consumers BRPOP)."""
-    await redis.lpush(INTERACTIVE_QUEUE, task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE))
+    message = task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE, tracing.message_headers())
+    await redis.lpush(INTERACTIVE_QUEUE, message)

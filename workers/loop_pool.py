@@ -36,6 +36,7 @@ from celery.exceptions import Reject
 from kombu.serialization import loads, prepare_accept_content
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from app.observability import tracing
 from workers.event_loop import EventLoopThread
 
 log = logging.getLogger("conveyor.worker")
@@ -96,14 +97,16 @@ class LoopPool(BasePool):
         accept_callback: Callable[..., Any] | None = None,
         **_: Any,
     ) -> ApplyResult:
-        name, task_id, _request, body, content_type, content_encoding = args
+        name, task_id, request, body, content_type, content_encoding = args
         coroutine_body = self.tasks.body(name)
         if coroutine_body is None:
             return ApplyResult(self._threads.submit(apply_target, target, args, kwargs, callback, accept_callback))
         task_args, task_kwargs, _embed = loads(body, content_type, content_encoding, accept=self._accept)
         if accept_callback is not None:
             accept_callback(os.getpid(), time.monotonic())
-        future = self.tasks.loop.submit(coroutine_body(*task_args, **task_kwargs))
+        # Inside the job's span, a child of the message's `traceparent`, when tracing is on.
+        job = tracing.traced_job(name, request, tuple(task_args), coroutine_body(*task_args, **task_kwargs))
+        future = self.tasks.loop.submit(job)
         with self._lock:
             self._running.add(future)
         future.add_done_callback(partial(self._ended, callback, time.monotonic(), name, task_id))

@@ -13,6 +13,7 @@ from celery.signals import worker_ready
 from app.config import Settings
 from app.gc_tuning import tune_gc
 from app.logging import configure_logging
+from app.observability import tracing
 from app.store import keys
 from app.store.db import run_migrations
 from app.store.job_recovery import JobRecovery
@@ -55,6 +56,7 @@ def run_worker(
     if queues not in QUEUE_CHOICES:
         raise ValueError(f"queues must be one of {', '.join(QUEUE_CHOICES)}, not {queues!r}")
     configure_logging(settings.log_level)
+    tracing.start_worker()  # when OTEL_EXPORTER_OTLP_ENDPOINT is set; before the runtime takes its observer
     raise_open_file_limit(settings.provider_max_connections + 1024)
     if migrate:
         run_migrations(settings.database_url, secret_key=settings.secret_key)
@@ -117,3 +119,4 @@ def run_worker(
         sweeper.stop()
         provider_batches.stop()
         runtime.close()
+        tracing.stop_worker()

@@ -13,6 +13,7 @@ from celery import Celery
 from app.config import Settings
 from app.engine.cache import RedisResultCache
 from app.engine.executor import EngineDeps
+from app.observability import tracing
 from app.providers.registry import ProviderRegistry
 from app.ratelimit import RateLimitConfig, RateLimiter
 from app.secrets import secret_box
@@ -58,7 +59,11 @@ class WorkerRuntime:
             async_redis, RateLimitConfig.parse(settings.rate_limits), lease_seconds=settings.job_lease_seconds
         )
         deps = EngineDeps.from_settings(
-            settings, resolver=registry, cache=RedisResultCache(async_redis), rate_limiter=limiter
+            settings,
+            resolver=registry,
+            cache=RedisResultCache(async_redis),
+            rate_limiter=limiter,
+            observer=tracing.attempt_observer(),  # None unless tracing is on
         )
         registry.publish_prices_to(deps.prices)  # custom models bill at their own prices, as they load
         deliveries = WebhookDeliveryRepository(db)

@@ -24,6 +24,7 @@ from app.providers.base import ModelResolver, Usage
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.engine.observer import AttemptObserver
     from app.engine.streaming import AttemptListener
     from app.ratelimit import RateLimiter
 
@@ -46,6 +47,7 @@ class EngineDeps:
     sleep: Sleep = field(default=asyncio.sleep)
     clock: Clock = field(default=utc_now)  # must return aware UTC datetimes
     rate_limiter: RateLimiter | None = None
+    observer: AttemptObserver | None = None  # told of each model attempt (tracing); None: nobody
 
     @classmethod
     def from_settings(
@@ -55,6 +57,7 @@ class EngineDeps:
         resolver: ModelResolver,
         cache: ResultCache | None,
         rate_limiter: RateLimiter | None = None,
+        observer: AttemptObserver | None = None,
     ) -> EngineDeps:
         """The production wiring: fees, rate-limit patience and the price file come from settings."""
         return cls(
@@ -65,6 +68,7 @@ class EngineDeps:
             max_retry_after=settings.max_retry_after_seconds,
             rate_limit_retries=settings.rate_limit_retries,
             rate_limiter=rate_limiter,
+            observer=observer,
         )
 
 
@@ -130,6 +134,7 @@ async def complete_task(
         rate_limit=RateLimitPolicy(max_retry_after=deps.max_retry_after, retries=deps.rate_limit_retries),
         sleep=deps.sleep,
         clock=deps.clock,
+        observer=deps.observer,
     )
     admission = CallAdmission(deps.rate_limiter, priority=priority, max_wait=max_rate_wait)
     result = await chain.run(task, extra_examples=extra_examples, listener=listener, admission=admission)

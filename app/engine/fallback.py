@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from app.engine import prompts
 from app.engine.admission import CallAdmission
 from app.engine.cost import PriceTable
+from app.engine.observer import ObservedAttempt
 from app.engine.results import AttemptRecord, CallResult, Cost
 from app.engine.structured import may_be_object, parse_json_answer, supports_native, validate_instance
 from app.engine.task import Example, ModelSpec, TaskSpec
@@ -36,6 +37,7 @@ from app.errors import (
 from app.providers.base import Completion, CompletionRequest, Message, ModelResolver, ResolvedModel, TextDelta, Usage
 
 if TYPE_CHECKING:
+    from app.engine.observer import AttemptObserver
     from app.engine.streaming import AttemptListener
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,7 @@ class StructuredAttemptLoop:
         clock: Clock,
         listener: AttemptListener | None = None,
         admission: CallAdmission | None = None,
+        observer: AttemptObserver | None = None,
     ) -> None:
         self.spec = spec
         self.resolved = resolved
@@ -123,6 +126,7 @@ class StructuredAttemptLoop:
         self.clock = clock
         self.listener = listener  # set: stream each attempt and report its deltas and failures
         self.admission = admission or CallAdmission()
+        self.observer = observer  # told of every attempt as it ends (app/engine/observer.py)
         self._partial: list[str] = []
 
     async def run(self, messages: tuple[Message, ...]) -> ModelRun:
@@ -137,6 +141,7 @@ class StructuredAttemptLoop:
                 completion = await self.admission.send(permit, self._generate(request))
             except ProviderRateLimited as err:
                 records.append(self._failure(len(records) + 1, started, err))
+                self._observe(request, records[-1])
                 await self._report(records[-1])
                 wait = self.rate_limit.default_wait if err.retry_after is None else err.retry_after
                 # Slows the model down in every process, even when this call moves on to the next model.
@@ -151,6 +156,7 @@ class StructuredAttemptLoop:
                 records.append(self._failure(len(records) + 1, started, err))
                 if self._partial:  # a stream that broke off: the span shows what had arrived
                     records[-1] = replace(records[-1], output_text="".join(self._partial))
+                self._observe(request, records[-1])
                 await self._report(records[-1])
                 return ModelRun(tuple(records), None)
             generations += 1
@@ -158,10 +164,12 @@ class StructuredAttemptLoop:
                 answer = self._accept(completion.text)
             except StructuredOutputError as err:
                 records.append(self._failure(len(records) + 1, started, err, completion))
+                self._observe(request, records[-1], completion)
                 await self._report(records[-1])
                 messages = prompts.reask_messages(messages, completion.text, err.errors or [err.message])
                 continue
             records.append(self._record(len(records) + 1, started, completion))
+            self._observe(request, records[-1], completion)
             return ModelRun(tuple(records), answer)
         return ModelRun(tuple(records), None)
 
@@ -181,6 +189,10 @@ class StructuredAttemptLoop:
         if completion is None:
             raise ProviderResponseError("the stream ended without a final message", model=self.spec.name)
         return completion
+
+    def _observe(self, request: CompletionRequest, record: AttemptRecord, completion: Completion | None = None) -> None:
+        if self.observer is not None:
+            self.observer.attempt_ended(ObservedAttempt(record, self.resolved.provider.name, request, completion))
 
     async def _report(self, record: AttemptRecord) -> None:
         if self.listener is not None:
@@ -236,6 +248,7 @@ class FallbackChain:
         rate_limit: RateLimitPolicy = RateLimitPolicy(),
         sleep: Sleep = asyncio.sleep,
         clock: Clock = utc_now,
+        observer: AttemptObserver | None = None,
     ) -> None:
         self.resolver = resolver
         self.prices = prices
@@ -243,6 +256,7 @@ class FallbackChain:
         self.rate_limit = rate_limit
         self.sleep = sleep
         self.clock = clock
+        self.observer = observer
 
     async def run(
         self,
@@ -312,6 +326,7 @@ class FallbackChain:
             clock=self.clock,
             listener=listener,
             admission=admission,
+            observer=self.observer,
         )
 
 

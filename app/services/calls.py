@@ -13,6 +13,7 @@ from app.config import Settings
 from app.engine.structured import check_schema
 from app.engine.task import TaskSpec, task_to_dict
 from app.errors import BadRequest, CallTimedOut, NotFound, ServiceUnavailable, StoredJobError
+from app.observability import tracing
 from app.providers.base import ModelResolver
 from app.queue import enqueue_job
 from app.schemas.calls import CallRequest, CallResponse
@@ -233,10 +234,12 @@ class CallService:
         """(parent span id, trace id): the parent's trace, or a new trace for a root call."""
         parent = str(request.parent_span_id) if request.parent_span_id else None
         if parent is None:
-            return None, str(uuid.uuid4())
-        trace_id = await run_in_threadpool(self.spans.trace_of, project.id, parent)
-        if trace_id is None:
-            raise BadRequest("no span with this id in this project", field_name="parent_span_id")
+            trace_id = str(uuid.uuid4())
+        else:
+            trace_id = await run_in_threadpool(self.spans.trace_of, project.id, parent)
+            if trace_id is None:
+                raise BadRequest("no span with this id in this project", field_name="parent_span_id")
+        tracing.join_stored_trace(trace_id, parent)  # the exported spans' trace (app/observability/api_spans.py)
         return parent, trace_id
 
     async def enqueue(self, job: JobRecord) -> None:
