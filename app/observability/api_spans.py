@@ -92,7 +92,7 @@ class RequestSpan:
             token = _chosen_trace_id.set(self.trace_id)
             try:
                 self.span = self.tracer.start_span(
-                    f"{self.scope['method']} {self.scope['path']}",
+                    self.scope["method"],  # `{method} {route}` once routed (HTTP conventions: no raw paths)
                     context=self.parent,
                     kind=SpanKind.SERVER,
                     start_time=self.start_ns,
