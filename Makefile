@@ -68,6 +68,7 @@ bench: install  ## benchmarks against the fake provider; figures printed beside 
 	$(BIN)/python -m bench.batch --items 100000,10000,1000
 	$(BIN)/python -m bench.stream_latency
 	$(BIN)/python -m bench.ratelimit
+	$(BIN)/python -m bench.tracing_overhead
 
 bench-peers: install  ## the floor, LiteLLM's proxy (installed into .venv-litellm) and Conveyor, interleaved
 	$(BIN)/python -m bench.peers

@@ -78,10 +78,12 @@ def main() -> None:
                 ["concurrency", "tracing", "api", "worker", "postgres", "redis", "total"],
                 cpu_rows,
             )
-            print(f"\nspans received: otlp/http {len(http.spans)}, otlp/grpc {len(grpc.spans)}")
         finally:
             for contender in contenders:
-                contender.stack.stop()
+                contender.stack.stop()  # the processes flush what they still hold as they exit
+        traced = contenders[1].calls if len(contenders) > 1 else 0  # the last concurrency's; all ran as many
+        expected = 3 * traced * len(args.concurrency.split(","))
+        print(f"\nspans received (3 a call: {expected}): otlp/http {len(http.spans)}, otlp/grpc {len(grpc.spans)}")
 
 
 if __name__ == "__main__":
