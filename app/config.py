@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         0, ge=0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_BATCH_MAX_REQUESTS")
     )
     provider_batch_max_bytes: int = Field(0, ge=0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_BATCH_MAX_BYTES"))
+    # The provider-batch loop runs on one worker at a time, under a Redis lock of this TTL, refreshed every
+    # third of it: a worker that dies is taken over within this long (tests shorten it).
+    provider_batch_lock_seconds: float = Field(
+        5.0, gt=0, validation_alias=AliasChoices("CONVEYOR_PROVIDER_BATCH_LOCK_SECONDS")
+    )
 
     # --- delivery modes: jobs, streams, webhooks --------------------------------------------------
     job_max_wait_seconds: float = Field(60.0, validation_alias=AliasChoices("CONVEYOR_JOB_MAX_WAIT_SECONDS"))

@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository
 from bench.proc_cpu import CpuMeter, postgres_backends
 from tests.fakeprovider import start_fake_provider_process
-from tests.stack import PG_URL, drop_pg_schema, new_pg_schema, new_redis_url
+from tests.launch import settings_for, spawn_conveyor, stack_env, stop_processes, wait_consuming
+from tests.redis_dbs import new_redis_url
+from tests.stack import PG_URL, drop_pg_schema, new_pg_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,13 +78,7 @@ class BenchStack:
         return CpuMeter(groups)
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            env={**os.environ, **self.env},
-            cwd=self.root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = spawn_conveyor(self.env, *args, cwd=self.root)
         self.processes.append(process)
         return process
 
@@ -94,18 +89,9 @@ class BenchStack:
         self.api_url = f"http://127.0.0.1:{port}"
 
     def start_worker(self, concurrency: int) -> subprocess.Popen:
-        import redis
-
-        from app.store import keys
-
         process = self.spawn("worker", "--concurrency", str(concurrency), "--no-migrate")
         self.worker_pids.append(process.pid)
-        client = redis.Redis.from_url(self.settings.redis_url)
-        deadline = time.monotonic() + 60
-        while not client.keys(keys.worker_presence("*", process.pid)):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("benchmark worker did not start")
-            time.sleep(0.1)
+        wait_consuming(self.settings.redis_url, [process], timeout=60)
         return process
 
     def new_key(self) -> str:
@@ -124,14 +110,7 @@ class BenchStack:
         httpx.post(self.fake_url + "/stats/reset").raise_for_status()
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(reversed(self.processes), timeout=15)
         if self.db:
             self.db.dispose()
         drop_pg_schema(self.schema)
@@ -174,23 +153,14 @@ def start_bench_stack(*, root: Path = ROOT, **overrides: str) -> BenchStack:
     application_name = f"conveyor-bench-{uuid.uuid4().hex[:8]}"
     database_url += f"&application_name={application_name}"
     redis = start_private_redis()
-    env = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis[1] if redis else new_redis_url(),
-        "OPENAI_BASE_URL": fake_url + "/v1",
-        "OPENAI_API_KEY": "sk-bench",
-        "CONVEYOR_FAKE_PROVIDER_URL": fake_url,
-        "CONVEYOR_DEFAULT_MODEL": "fake/bench",
-        "CONVEYOR_LOG_LEVEL": "WARNING",
-        **overrides,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        settings = Settings(_env_file=None)
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    redis_url = redis[1] if redis else new_redis_url()
+    env = stack_env(
+        database_url,
+        redis_url,
+        fake_url,
+        **{"OPENAI_API_KEY": "sk-bench", "CONVEYOR_DEFAULT_MODEL": "fake/bench", **overrides},
+    )
+    settings = settings_for(env)
     if root == ROOT:
         run_migrations(settings.database_url)
     else:  # that revision's schema: its own migrations

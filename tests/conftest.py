@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakeprovider import FakeProviderServer
+from tests.redis_dbs import new_redis_url, release_redis_url
 from tests.stack import Stack, start_stack
 
 
@@ -26,3 +27,19 @@ def stack(fake_provider) -> Stack:
 def key(stack: Stack) -> str:
     """A key of a project of its own, so tests on one stack never see each other's data."""
     return stack.new_key()
+
+
+@pytest.fixture
+def client(stack: Stack, key: str):
+    """An HTTP client on the module's `stack` (a module's own `stack` fixture overrides the shared
+    one) with `key`, the /v2 prefix as its base URL."""
+    with stack.client(key) as http:
+        yield http
+
+
+@pytest.fixture
+def redis_db_url() -> str:
+    """An empty Redis database of the test's own on the test Redis server (tests/redis_dbs.py)."""
+    url = new_redis_url()
+    yield url
+    release_redis_url(url)

@@ -3,12 +3,9 @@ uvicorn on a free port, and real Celery worker processes, all pointed at a real 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,23 +14,18 @@ from pathlib import Path
 
 import httpx
 import psycopg
-import redis
 import uvicorn
 
 from app.config import Settings
 from app.embedded import free_port, wait_for_port
 from app.main import create_app
-from app.store import keys
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository
+from tests.launch import settings_for, spawn_conveyor, stack_env, stop_processes, wait_consuming
+from tests.redis_dbs import new_redis_url, release_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("CONVEYOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_BASE = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-# Started at a random database: test runs in other checkouts on this Redis would otherwise all begin
-# at database 1, and one run's workers would take (and lose) the other's messages.
-_REDIS_DB_ORDER = random.sample(range(1, 16), 15)
-_redis_dbs = iter(_REDIS_DB_ORDER)
 
 
 def new_pg_schema() -> tuple[str, str]:
@@ -49,19 +41,6 @@ def new_pg_schema() -> tuple[str, str]:
 def drop_pg_schema(name: str) -> None:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-def new_redis_url() -> str:
-    """A Redis database of its own (1-15, cycled), emptied before use."""
-    global _redis_dbs
-    try:
-        index = next(_redis_dbs)
-    except StopIteration:
-        _redis_dbs = iter(_REDIS_DB_ORDER)
-        index = next(_redis_dbs)
-    url = f"{REDIS_BASE}/{index}"
-    redis.Redis.from_url(url).flushdb()
-    return url
 
 
 class ApiServer:
@@ -83,7 +62,8 @@ class ApiServer:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
 
 
 @dataclass
@@ -110,91 +90,60 @@ class Stack:
     def client(self, key: str, timeout: float = 60) -> httpx.Client:
         return httpx.Client(base_url=self.v2, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
 
-    def start_worker(self, concurrency: int = 50) -> subprocess.Popen:
-        log = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-        if os.environ.get("CONVEYOR_TEST_WORKER_LOGS"):
-            log = None
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--concurrency", str(concurrency), "--no-migrate"],
-            env={**os.environ, **self.env},
-            cwd=ROOT,
-            stdout=log,
-            stderr=log,
-        )
+    def spawn_worker(self, concurrency: int = 50) -> subprocess.Popen:
+        """A worker process, not yet waited for (`wait_consuming`)."""
+        output = None if os.environ.get("CONVEYOR_TEST_WORKER_LOGS") else subprocess.DEVNULL
+        process = spawn_conveyor(self.env, "worker", "--concurrency", str(concurrency), "--no-migrate", output=output)
         self.workers.append(process)
-        self._wait_worker_ready(process)
         return process
 
-    def _wait_worker_ready(self, process: subprocess.Popen, timeout: float = 30) -> None:
-        """A worker announces itself in Redis once it consumes from its queue."""
-        client = redis.Redis.from_url(self.settings.redis_url)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited with {process.returncode}; rerun with CONVEYOR_TEST_WORKER_LOGS=1")
-            if client.keys(keys.worker_presence("*", process.pid)):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("worker did not start consuming within 30 s")
+    def start_worker(self, concurrency: int = 50) -> subprocess.Popen:
+        """A worker process, once it consumes from its queue."""
+        process = self.spawn_worker(concurrency)
+        wait_consuming(self.settings.redis_url, [process])
+        return process
 
     def kill_worker(self, process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
 
     def stop(self) -> None:
-        for process in self.workers:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.workers:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.workers, timeout=10)
         self.api.stop()
         self.db.dispose()
         drop_pg_schema(self.schema)
+        release_redis_url(self.settings.redis_url)
 
 
 def start_stack(fake_provider_url: str, *, workers: int = 1, **overrides: str) -> Stack:
-    """Migrate a fresh schema, start the API and `workers` worker processes."""
+    """Migrate a fresh schema, start the API and `workers` worker processes.
+
+    The workers boot (a second or more each) while the API starts in this process; the stack is
+    returned once the API serves and every worker consumes."""
     schema, database_url = new_pg_schema()
-    env = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": new_redis_url(),
-        "OPENAI_BASE_URL": fake_provider_url + "/v1",
-        "OPENAI_API_KEY": "sk-test",
-        "ANTHROPIC_BASE_URL": fake_provider_url,
-        "ANTHROPIC_API_KEY": "sk-ant-test",
-        "CONVEYOR_FAKE_PROVIDER_URL": fake_provider_url,
-        "CONVEYOR_DEFAULT_MODEL": "fake/default",
-        "CONVEYOR_API_KEYS": "",
-        "CONVEYOR_LOG_LEVEL": "WARNING",
-        "CONVEYOR_MAX_RETRY_AFTER": "2",
-        "CONVEYOR_MAX_BODY_BYTES": "1000000",
+    env = stack_env(
+        database_url,
+        new_redis_url(),
+        fake_provider_url,
+        OPENAI_API_KEY="sk-test",
+        ANTHROPIC_BASE_URL=fake_provider_url,
+        ANTHROPIC_API_KEY="sk-ant-test",
+        CONVEYOR_API_KEYS="",
+        CONVEYOR_MAX_RETRY_AFTER="2",
+        CONVEYOR_MAX_BODY_BYTES="1000000",
         **overrides,
-    }
-    with _patched_environ(env):
-        settings = Settings(_env_file=None)
+    )
+    settings = settings_for(env)
     run_migrations(settings.database_url)
     stack = Stack(settings, env, ApiServer(settings), Database(settings.database_url), schema)
-    stack.api.start()
-    for _ in range(workers):
-        stack.start_worker()
-    return stack
-
-
-@contextlib.contextmanager
-def _patched_environ(values: dict[str, str]):  # noqa: ANN202
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
     try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        spawned = [stack.spawn_worker() for _ in range(workers)]
+        stack.api.start()
+        wait_consuming(settings.redis_url, spawned)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
 
 
 __all__ = ["Stack", "start_stack", "new_pg_schema", "drop_pg_schema", "new_redis_url", "wait_for_port"]

@@ -4,10 +4,7 @@ validation by line, cancel, retry, the one webhook, Idempotency-Key, and isolati
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +13,7 @@ from standardwebhooks.webhooks import Webhook
 from app.services.webhooks import generate_secret
 from app.store.tables import Job, Span
 from app.store.tables_delivery import WebhookDelivery
+from tests.helpers import Receiver, eventually, unique, wait_for_batch
 from tests.stack import start_stack
 
 IN_SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
@@ -29,16 +27,6 @@ def stack(fake_provider):
     running.stop()
 
 
-@pytest.fixture
-def client(stack, key):
-    with stack.client(key) as http:
-        yield http
-
-
-def unique(model: str) -> str:
-    return f"{model}{'&' if '?' in model else '?'}run={uuid.uuid4().hex[:8]}"
-
-
 def function(model: str, **extra) -> dict:
     return {"name": f"batch-{uuid.uuid4().hex[:6]}", "model": model, "input_schema": IN_SCHEMA, **extra}
 
@@ -47,48 +35,27 @@ def jsonl(items: list[dict]) -> bytes:
     return b"".join(json.dumps(item).encode() + b"\n" for item in items)
 
 
+def settled_deliveries(client, batch_id: str) -> dict | None:
+    """The batch's deliveries once there is one and none is still pending or sending."""
+    listed = client.get(f"/batches/{batch_id}/deliveries").json()
+    if listed["data"] and all(d["status"] not in ("pending", "sending") for d in listed["data"]):
+        return listed
+    return None
+
+
 def upload(client, spec: dict, body: bytes, **headers):
     files = {"batch": (None, json.dumps(spec), "application/json"), "file": ("items.jsonl", body, "application/jsonl")}
     return client.post("/batches", files=files, headers=headers)
 
 
 def wait_until_ended(client, batch_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.get(f"/batches/{batch_id}").json()
-        if batch["status"] in ("completed", "cancelled", "failed"):
-            return batch
-        assert time.monotonic() < deadline, batch
-        time.sleep(0.2)
+    return wait_for_batch(client, batch_id, timeout=timeout)
 
 
 def results(client, batch_id: str, **params) -> list[dict]:
     response = client.get(f"/batches/{batch_id}/results", params=params)
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/x-ndjson")
     return [json.loads(line) for line in response.text.splitlines()]
-
-
-class Receiver:
-    """Collects webhook POSTs."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def test_a_few_hundred_items_run_once_each_with_their_results(stack, client, fake_provider):
@@ -135,12 +102,8 @@ def test_a_few_hundred_items_run_once_each_with_their_results(stack, client, fak
     assert ended["usage"]["total_tokens"] == sum(s.total_tokens for s in calls) > 0
     assert ended["cost"]["total"] == pytest.approx(sum(s.cost_generation + s.cost_platform for s in calls))
 
-    deadline = time.monotonic() + 10
-    while not receiver.received:
-        assert time.monotonic() < deadline, "no batch webhook"
-        time.sleep(0.1)
-    time.sleep(0.5)
-    assert len(receiver.received) == 1  # one webhook for the whole batch
+    listed = eventually(lambda: settled_deliveries(client, batch["id"]), 10, what="the batch webhook delivered")
+    assert len(receiver.received) == 1  # one webhook for the whole batch, delivered at its first attempt
     headers, body = receiver.received[0]
     event = Webhook(secret).verify(body, headers)
     assert event["type"] == "batch.completed" and event["data"]["id"] == batch["id"]
@@ -148,17 +111,13 @@ def test_a_few_hundred_items_run_once_each_with_their_results(stack, client, fak
     with stack.db.transaction() as session:  # the delivery is the batch's, not one of its items'
         deliveries = session.scalars(select(WebhookDelivery).where(WebhookDelivery.batch_id == batch["id"])).all()
         assert [d.job_id for d in deliveries] == [None]
-    listed = client.get(f"/batches/{batch['id']}/deliveries").json()
     assert listed["meta"]["total_count"] == 1
     [delivery] = listed["data"]
     assert delivery["batch_id"] == batch["id"] and delivery["job_id"] is None and delivery["status"] == "succeeded"
-    assert delivery["attempts"][0]["status_code"] == 200
+    assert delivery["attempts"][0]["status_code"] == 200 and delivery["attempts"][0]["next_attempt_at"] is None
     again = client.post(f"/batches/{batch['id']}/deliveries/{delivery['id']}/redeliver")
     assert again.status_code == 202 and again.json()["message_id"] == f"msg_{batch['id']}"
-    deadline = time.monotonic() + 10
-    while len(receiver.received) < 2:  # the same message again, same webhook-id
-        assert time.monotonic() < deadline, "no redelivery"
-        time.sleep(0.05)
+    eventually(lambda: len(receiver.received) >= 2, 10, what="the redelivery")  # the same message, same webhook-id
     assert receiver.received[1][1] == body and receiver.received[1][0]["webhook-id"] == f"msg_{batch['id']}"
     missing = client.post(f"/batches/{batch['id']}/deliveries/nope/redeliver")
     assert missing.status_code == 404 and "delivery_id" in missing.json()["detail"]
@@ -228,10 +187,7 @@ def test_cancel_stops_queued_and_running_items(stack, client, fake_provider):
     model = unique("fake/slow?latency_ms=1500")
     items = [{"custom_id": f"c{i}", "input": {"q": str(i)}} for i in range(400)]
     batch = client.post("/batches", json={"function": function(model), "items": items}).json()
-    deadline = time.monotonic() + 15
-    while client.get(f"/batches/{batch['id']}").json()["counts"]["running"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for_batch(client, batch["id"], lambda b: b["counts"]["running"] > 0, timeout=15)
     cancelled = client.post(f"/batches/{batch['id']}/cancel")
     sent_before = fake_provider.requests_for(model)
     assert cancelled.status_code == 200
@@ -242,10 +198,7 @@ def test_cancel_stops_queued_and_running_items(stack, client, fake_provider):
     counts = ended["counts"]
     assert counts == now["counts"]  # nothing ran on: the calls in flight were abandoned, not written
     assert counts["succeeded"] + counts["cancelled"] == 400 and counts["cancelled"] > 0
-    deadline = time.monotonic() + 10
-    while fake_provider.stats()["in_flight"]:  # the abandoned calls' requests have gone
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: not fake_provider.stats()["in_flight"], 10, what="the abandoned calls' requests gone")
     assert fake_provider.requests_for(model) == sent_before  # no item started after the cancel
     lines = results(client, batch["id"], status="cancelled")
     assert len(lines) == counts["cancelled"] and lines[0]["error"]["type"] == "BatchCancelled"

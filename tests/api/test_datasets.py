@@ -6,7 +6,6 @@ import asyncio
 import json
 import uuid
 
-import pytest
 from sqlalchemy import select
 
 from app.engine.task import InvocationConfig, TaskSpec
@@ -15,12 +14,6 @@ from app.store.feedback import latest_feedback
 from app.store.projects import ProjectRepository
 from app.store.tables import Span
 from tests.unit.test_fewshot import TOPICS
-
-
-@pytest.fixture
-def client(stack, key):
-    with stack.client(key) as client:
-        yield client
 
 
 def new_function(client, name: str = "qa", **fields) -> dict:

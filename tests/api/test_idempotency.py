@@ -7,7 +7,6 @@ import asyncio
 import threading
 import uuid
 
-import pytest
 from sqlalchemy import func, select
 
 from app.schemas.jobs import JobRequest
@@ -15,12 +14,6 @@ from app.services.idempotency import request_digest
 from app.store.idempotency import STALE_RESERVATION, IdempotencyRepository, KeyBinding
 from app.store.projects import ProjectRepository
 from app.store.tables import Job
-
-
-@pytest.fixture
-def client(stack, key):
-    with stack.client(key) as http:
-        yield http
 
 
 def body(model: str | None = None) -> dict:

@@ -5,12 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture
-def client(stack, key):
-    with stack.client(key) as http:
-        yield http
-
-
 def job(**extra) -> dict:
     return {"name": "v", "input": "x", **extra}
 

@@ -18,11 +18,10 @@ import redis
 
 from app.config import Settings
 from app.embedded import free_port, wait_for_port
-from app.store import keys
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository, generate_key
+from tests.launch import settings_for, spawn_conveyor, stack_env, stop_processes, wait_consuming
 
-ROOT = Path(__file__).resolve().parents[2]
 LOGS = os.environ.get("CONVEYOR_TEST_WORKER_LOGS")
 
 
@@ -88,15 +87,8 @@ class ProcessStack:
     workers: list[subprocess.Popen] = field(default_factory=list)
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
-        out = _output(name, self.logs)
-        return subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            env={**os.environ, **self.env},
-            cwd=ROOT,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,  # a Ctrl-C on the test run reaches pytest only; we stop them
-        )
+        # start_new_session: a Ctrl-C on the test run reaches pytest only; we stop them
+        return spawn_conveyor(self.env, *args, output=_output(name, self.logs), start_new_session=True)
 
     def start_api(self) -> None:
         port = free_port()
@@ -118,14 +110,7 @@ class ProcessStack:
     def wait_ready(self) -> None:
         """Until the API listens and every live worker consumes (it announces itself in Redis)."""
         wait_for_port(int(self.api_url.rsplit(":", 1)[1]), timeout=30)
-        client = redis.Redis.from_url(self.settings.redis_url)
-        deadline = time.monotonic() + 30
-        for process in self.workers:
-            while process.returncode is None and not client.keys(keys.worker_presence("*", process.pid)):
-                if process.poll() is not None:
-                    raise RuntimeError(f"worker exited with {process.returncode}; see CONVEYOR_TEST_WORKER_LOGS=1")
-                assert time.monotonic() < deadline, "worker did not start consuming within 30 s"
-                time.sleep(0.05)
+        wait_consuming(self.settings.redis_url, [p for p in self.workers if p.returncode is None])
 
     def kill(self, process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGKILL)
@@ -140,16 +125,7 @@ class ProcessStack:
         return project.id, key
 
     def stop(self) -> None:
-        processes = [*self.workers, *([self.api] if self.api else [])]
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes([*self.workers, *([self.api] if self.api else [])], timeout=20)
         self.db.dispose()
 
 
@@ -157,24 +133,10 @@ def start_process_stack(
     database_url: str, redis_url: str, fake_provider_url: str, *, workers: int = 1, **overrides: str
 ) -> ProcessStack:
     """Migrate the database, then start the API and `workers` workers side by side."""
-    env = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "OPENAI_BASE_URL": fake_provider_url + "/v1",
-        "OPENAI_API_KEY": "sk-test",
-        "CONVEYOR_FAKE_PROVIDER_URL": fake_provider_url,
-        "CONVEYOR_DEFAULT_MODEL": "fake/default",
-        "CONVEYOR_API_KEYS": "",
-        "CONVEYOR_LOG_LEVEL": "WARNING",
-        **overrides,
-    }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        settings = Settings(_env_file=None)
-    finally:
-        for name, value in saved.items():
-            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+    env = stack_env(
+        database_url, redis_url, fake_provider_url, OPENAI_API_KEY="sk-test", CONVEYOR_API_KEYS="", **overrides
+    )
+    settings = settings_for(env)
     run_migrations(settings.database_url)
     logs = Path(tempfile.mkdtemp(prefix="conveyor-fault-logs-")) if LOGS else None
     if LOGS:

@@ -13,29 +13,14 @@ from sqlalchemy import func, select, update
 from app.services.batch_intake import BatchIntake
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository, NewBatch, NewItem
-from app.store.db import Database, run_migrations
+from app.store.db import Database
 from app.store.job_recovery import JobRecovery
 from app.store.jobs import Finish, JobRepository
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span, utcnow
 from app.store.tables_batches import Batch, BatchStatus
-from tests.stack import drop_pg_schema, new_pg_schema
 
 CANCELLED = {"type": "BatchCancelled", "message": "cancelled"}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def db(request, tmp_path):
-    if request.param == "postgresql":
-        schema, url = new_pg_schema()
-    else:
-        schema, url = None, f"sqlite:///{tmp_path / 'conveyor.sqlite3'}"
-    run_migrations(url)
-    database = Database(url)
-    yield database
-    database.dispose()
-    if schema:
-        drop_pg_schema(schema)
 
 
 def new_batch(db: Database, count: int, *, chunk_rows: int = 7) -> tuple[BatchRepository, str]:

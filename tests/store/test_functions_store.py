@@ -18,36 +18,8 @@ from app.store.tables_functions import Dataset, DatasetEntry, SpanFeedback
 from tests.stack import drop_pg_schema, new_pg_schema
 
 
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def url(request, tmp_path_factory):
-    if request.param == "postgresql":
-        schema, url = new_pg_schema()
-    else:
-        schema, url = None, f"sqlite:///{tmp_path_factory.mktemp('fn') / 'conveyor.sqlite3'}"
-    yield url
-    if schema:
-        drop_pg_schema(schema)
-
-
-@pytest.fixture(scope="module")
-def db(url):
-    run_migrations(url)
-    database = Database(url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def project(db) -> str:
-    with db.transaction() as session:
-        row = Project(name=f"p-{uuid.uuid4().hex[:8]}")
-        session.add(row)
-        session.flush()
-        return row.id
-
-
-def test_create_update_and_revisions(db, project):
-    functions = FunctionRepository(db)
+def test_create_update_and_revisions(shared_db, project):
+    functions = FunctionRepository(shared_db)
     made = functions.create(project, "f", FunctionDefinition(instructions="one", description="d"))
     assert made.dataset_id and made.definition.description == "d"
     with pytest.raises(Conflict):
@@ -64,8 +36,8 @@ def test_create_update_and_revisions(db, project):
     assert functions.get(str(uuid.uuid4()), made.id) is None
 
 
-def test_call_definitions_keep_function_settings(db, project):
-    functions = FunctionRepository(db)
+def test_call_definitions_keep_function_settings(shared_db, project):
+    functions = FunctionRepository(shared_db)
     call_definition = {"instructions": "x", "input_schema": None, "output_schema": None, "model": None}
     ref = functions.ensure_for_call(project, "by-call", {**call_definition, "configuration": None})
     patch = FunctionPatch(
@@ -83,36 +55,36 @@ def test_call_definitions_keep_function_settings(db, project):
     assert definition.configuration == {"feedback.auto_save": False, "invocation.cache.ttl": 5}
 
 
-def test_delete_cascades_to_revisions_dataset_and_entries(db, project):
-    functions, datasets = FunctionRepository(db), DatasetRepository(db)
+def test_delete_cascades_to_revisions_dataset_and_entries(shared_db, project):
+    functions, datasets = FunctionRepository(shared_db), DatasetRepository(shared_db)
     made = functions.create(project, "gone", FunctionDefinition(instructions="x"))
     datasets.create_entry(project, made.dataset_id, NewEntry(input="a", output="b"))
     assert functions.delete(project, made.id)
-    with db.transaction() as session:
+    with shared_db.transaction() as session:
         for table, column in ((FunctionRevision, FunctionRevision.function_id), (Dataset, Dataset.function_id)):
             assert session.scalar(select(func.count()).select_from(table).where(column == made.id)) == 0
         count = select(func.count()).select_from(DatasetEntry).where(DatasetEntry.dataset_id == made.dataset_id)
         assert session.scalar(count) == 0
 
 
-def test_feedback_with_example_is_atomic_and_follows_its_span(db, project):
-    functions = FunctionRepository(db)
+def test_feedback_with_example_is_atomic_and_follows_its_span(shared_db, project):
+    functions = FunctionRepository(shared_db)
     made = functions.create(project, "fb", FunctionDefinition(instructions="x"))
-    with db.transaction() as session:
+    with shared_db.transaction() as session:
         span = Span(project_id=project, trace_id=str(uuid.uuid4()), name="fb", type="call", function_id=made.id)
         session.add(span)
         session.flush()
         span_id = span.id
     example = ExampleToSave(made.id, NewEntry(input="q", output="a", source_span_id=span_id))
-    feedback, entry = FeedbackRepository(db).submit(project, span_id, 1.0, "good", example)
+    feedback, entry = FeedbackRepository(shared_db).submit(project, span_id, 1.0, "good", example)
     assert feedback.example_saved and feedback.dataset_entry_id == entry.id and entry.dataset_id == made.dataset_id
-    _, again = FeedbackRepository(db).submit(project, span_id, 0.5, None, example)
+    _, again = FeedbackRepository(shared_db).submit(project, span_id, 0.5, None, example)
     assert again.id == entry.id  # one entry per source span
-    assert latest_feedback(db, project, span_id).score == 0.5
-    assert latest_feedback(db, str(uuid.uuid4()), span_id) is None
-    with db.transaction() as session:
+    assert latest_feedback(shared_db, project, span_id).score == 0.5
+    assert latest_feedback(shared_db, str(uuid.uuid4()), span_id) is None
+    with shared_db.transaction() as session:
         session.execute(delete(Span).where(Span.id == span_id))
-    with db.transaction() as session:
+    with shared_db.transaction() as session:
         assert (
             session.scalar(select(func.count()).select_from(SpanFeedback).where(SpanFeedback.span_id == span_id)) == 0
         )

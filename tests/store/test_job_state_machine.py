@@ -5,29 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
-from app.store.db import Database, run_migrations
+from app.store.db import Database
 from app.store.job_recovery import JobRecovery
 from app.store.jobs import JobRepository, NewJob
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span, utcnow
-from tests.stack import drop_pg_schema, new_pg_schema
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def db(request, tmp_path):
-    if request.param == "postgresql":
-        schema, url = new_pg_schema()
-    else:
-        schema, url = None, f"sqlite:///{tmp_path / 'conveyor.sqlite3'}"
-    run_migrations(url)
-    run_migrations(url)  # idempotent at every start-up
-    database = Database(url)
-    yield database
-    database.dispose()
-    if schema:
-        drop_pg_schema(schema)
 
 
 def new_job(db: Database) -> tuple[JobRepository, str]:

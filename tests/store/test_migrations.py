@@ -26,6 +26,7 @@ def test_migrated_schema_matches_the_tables(backend, tmp_path):
         url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
     try:
         run_migrations(url)
+        run_migrations(url)  # idempotent at every start-up
         engine = create_engine(url)
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), metadata)

@@ -11,35 +11,10 @@ import pytest
 from app.errors import Conflict, NotFound
 from app.services.analytics import UsageRequest, usage_report
 from app.store.analytics import Granularity, UsageQuery, UsageRepository
-from app.store.db import Database, run_migrations
 from app.store.metrics import MetricPatch, MetricRepository, NewMetric
 from app.store.spans import NewSpan, SpanPatch, SpanRepository
 from app.store.tables import Project, Span
 from app.store.traces import TraceRepository
-from tests.stack import drop_pg_schema, new_pg_schema
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def db(request, tmp_path_factory):
-    if request.param == "postgresql":
-        schema, url = new_pg_schema()
-    else:
-        schema, url = None, f"sqlite:///{tmp_path_factory.mktemp('obs') / 'conveyor.sqlite3'}"
-    run_migrations(url)
-    database = Database(url)
-    yield database
-    database.dispose()
-    if schema:
-        drop_pg_schema(schema)
-
-
-@pytest.fixture
-def project(db) -> str:
-    with db.transaction() as session:
-        row = Project(name=f"p-{uuid.uuid4().hex[:8]}")
-        session.add(row)
-        session.flush()
-        return row.id
 
 
 def at(text: str) -> datetime:
@@ -80,11 +55,11 @@ BOUNDARIES = [
 
 
 @pytest.mark.parametrize(("granularity", "before", "after"), BOUNDARIES)
-def test_spans_either_side_of_a_boundary_land_in_adjacent_buckets(db, project, granularity, before, after):
-    add_span(db, project, at(before), total_tokens=1)
-    add_span(db, project, at(after), total_tokens=2)
-    add_span(db, project, at(after) + timedelta(microseconds=1), total_tokens=4)
-    found = buckets(db, project, granularity, "2024-01-01", "2026-01-01", columns=("total_tokens",))
+def test_spans_either_side_of_a_boundary_land_in_adjacent_buckets(shared_db, project, granularity, before, after):
+    add_span(shared_db, project, at(before), total_tokens=1)
+    add_span(shared_db, project, at(after), total_tokens=2)
+    add_span(shared_db, project, at(after) + timedelta(microseconds=1), total_tokens=4)
+    found = buckets(shared_db, project, granularity, "2024-01-01", "2026-01-01", columns=("total_tokens",))
     truncated = {
         Granularity.minute: dict(second=0, microsecond=0),
         Granularity.hour: dict(minute=0, second=0, microsecond=0),
@@ -99,42 +74,42 @@ def test_spans_either_side_of_a_boundary_land_in_adjacent_buckets(db, project, g
     assert all(b.time_bucket.tzinfo is not None and b.time_bucket.utcoffset() == timedelta(0) for b in found)
 
 
-def test_range_is_inclusive_at_from_and_exclusive_at_to(db, project):
-    add_span(db, project, at("2025-05-01 00:00:00"), total_tokens=1)  # == from: in
-    add_span(db, project, at("2025-05-31 23:59:59.999999"), total_tokens=2)  # in
-    add_span(db, project, at("2025-06-01 00:00:00"), total_tokens=4)  # == to: out
-    add_span(db, project, at("2025-04-30 23:59:59.999999"), total_tokens=8)  # before: out
-    found = buckets(db, project, Granularity.month, "2025-05-01", "2025-06-01", columns=("total_tokens",))
+def test_range_is_inclusive_at_from_and_exclusive_at_to(shared_db, project):
+    add_span(shared_db, project, at("2025-05-01 00:00:00"), total_tokens=1)  # == from: in
+    add_span(shared_db, project, at("2025-05-31 23:59:59.999999"), total_tokens=2)  # in
+    add_span(shared_db, project, at("2025-06-01 00:00:00"), total_tokens=4)  # == to: out
+    add_span(shared_db, project, at("2025-04-30 23:59:59.999999"), total_tokens=8)  # before: out
+    found = buckets(shared_db, project, Granularity.month, "2025-05-01", "2025-06-01", columns=("total_tokens",))
     assert [(b.time_bucket, b.sums["total_tokens"]) for b in found] == [(at("2025-05-01"), 3)]
-    assert buckets(db, project, Granularity.day, "2025-07-01", "2025-08-01") == []
+    assert buckets(shared_db, project, Granularity.day, "2025-07-01", "2025-08-01") == []
 
 
-def test_an_offset_timestamp_is_bucketed_by_its_utc_time(db, project):
+def test_an_offset_timestamp_is_bucketed_by_its_utc_time(shared_db, project):
     plus_two = timezone(timedelta(hours=2))
-    add_span(db, project, datetime(2025, 4, 1, 1, 30, tzinfo=plus_two))  # 2025-03-31 23:30 UTC
-    found = buckets(db, project, Granularity.day, "2025-03-01", "2025-05-01")
+    add_span(shared_db, project, datetime(2025, 4, 1, 1, 30, tzinfo=plus_two))  # 2025-03-31 23:30 UTC
+    found = buckets(shared_db, project, Granularity.day, "2025-03-01", "2025-05-01")
     assert [b.time_bucket for b in found] == [at("2025-03-31")]
 
 
-def test_sums_cost_and_groups_count_only_this_projects_generation_spans(db, project):
+def test_sums_cost_and_groups_count_only_this_projects_generation_spans(shared_db, project):
     other = Project(name=f"other-{uuid.uuid4().hex[:8]}")
-    with db.transaction() as session:
+    with shared_db.transaction() as session:
         session.add(other)
         session.flush()
         other_id = other.id
     day = at("2025-02-10 12:00:00")
-    add_span(db, project, day, tags={"env": "prod", "project.name": "a"}, input_tokens=100, output_tokens=7)
-    add_span(db, project, day, tags={"env": "prod", "project.name": "a"}, reasoning_tokens=3)
-    add_span(db, project, day, tags={"env": "dev"}, model="anthropic/claude-3-5-haiku-latest")
-    add_span(db, project, day, type="call", total_tokens=999, cost_generation=9.0)  # a call repeats its attempts
-    add_span(db, other_id, day, total_tokens=777, cost_generation=7.0)
+    add_span(shared_db, project, day, tags={"env": "prod", "project.name": "a"}, input_tokens=100, output_tokens=7)
+    add_span(shared_db, project, day, tags={"env": "prod", "project.name": "a"}, reasoning_tokens=3)
+    add_span(shared_db, project, day, tags={"env": "dev"}, model="anthropic/claude-3-5-haiku-latest")
+    add_span(shared_db, project, day, type="call", total_tokens=999, cost_generation=9.0)  # a call repeats its attempts
+    add_span(shared_db, other_id, day, total_tokens=777, cost_generation=7.0)
 
-    (total,) = buckets(db, project, Granularity.day, "2025-02-01", "2025-03-01", columns=("total_tokens",))
+    (total,) = buckets(shared_db, project, Granularity.day, "2025-02-01", "2025-03-01", columns=("total_tokens",))
     assert total.sums == {"total_tokens": 45}
     assert total.cost == pytest.approx(3 * 0.0011)
 
     grouped = buckets(
-        db,
+        shared_db,
         project,
         Granularity.month,
         "2025-02-01",
@@ -152,9 +127,11 @@ def test_sums_cost_and_groups_count_only_this_projects_generation_spans(db, proj
     assert prod.cost == pytest.approx(0.0022)
 
 
-def test_usage_report_formats_items_with_aliases_and_string_cost(db, project):
-    add_span(db, project, at("2025-02-10 12:00:00"), tags={"user": "u1"})
-    add_span(db, project, at("2025-02-11 12:00:00"), tags={"user": "u2"}, cost_generation=0.00002, cost_platform=0)
+def test_usage_report_formats_items_with_aliases_and_string_cost(shared_db, project):
+    add_span(shared_db, project, at("2025-02-10 12:00:00"), tags={"user": "u1"})
+    add_span(
+        shared_db, project, at("2025-02-11 12:00:00"), tags={"user": "u2"}, cost_generation=0.00002, cost_platform=0
+    )
     request = UsageRequest(
         from_date=at("2025-02-01"),
         to_date=at("2025-03-01"),
@@ -162,7 +139,7 @@ def test_usage_report_formats_items_with_aliases_and_string_cost(db, project):
         fields=("completion_tokens", "prompt_tokens", "total_tokens"),
         group_by=("user",),
     )
-    items = [item.model_dump(mode="json") for item in usage_report(UsageRepository(db), project, request)]
+    items = [item.model_dump(mode="json") for item in usage_report(UsageRepository(shared_db), project, request)]
     assert items == [
         {
             "time_bucket": "2025-02-10T00:00:00Z",
@@ -183,12 +160,12 @@ def test_usage_report_formats_items_with_aliases_and_string_cost(db, project):
     ]
 
 
-def test_trace_listing_groups_spans_by_trace_newest_first(db, project):
-    traces, spans = TraceRepository(db), SpanRepository(db)
+def test_trace_listing_groups_spans_by_trace_newest_first(shared_db, project):
+    traces, spans = TraceRepository(shared_db), SpanRepository(shared_db)
     old_trace, new_trace = str(uuid.uuid4()), str(uuid.uuid4())
-    root = add_span(db, project, at("2025-01-01 10:00:00"), trace_id=old_trace, type="workflow", name="pipeline")
+    root = add_span(shared_db, project, at("2025-01-01 10:00:00"), trace_id=old_trace, type="workflow", name="pipeline")
     call = add_span(
-        db,
+        shared_db,
         project,
         at("2025-01-01 10:00:01"),
         trace_id=old_trace,
@@ -199,7 +176,7 @@ def test_trace_listing_groups_spans_by_trace_newest_first(db, project):
         function_id=str(uuid.uuid4()),
     )
     add_span(
-        db,
+        shared_db,
         project,
         at("2025-01-01 10:00:01"),
         trace_id=old_trace,
@@ -207,9 +184,9 @@ def test_trace_listing_groups_spans_by_trace_newest_first(db, project):
         total_tokens=10,
         error="ProviderServerError: 503",
     )
-    add_span(db, project, at("2025-01-01 10:00:02"), trace_id=old_trace, parent_id=call.id, total_tokens=20)
+    add_span(shared_db, project, at("2025-01-01 10:00:02"), trace_id=old_trace, parent_id=call.id, total_tokens=20)
     add_span(
-        db,
+        shared_db,
         project,
         at("2025-01-02 10:00:00"),
         trace_id=new_trace,
@@ -241,8 +218,8 @@ def test_trace_listing_groups_spans_by_trace_newest_first(db, project):
     assert total == 2 and heads[1].root.id == call.id
 
 
-def test_span_insert_update_and_metric_uniqueness(db, project):
-    spans, metrics = SpanRepository(db), MetricRepository(db)
+def test_span_insert_update_and_metric_uniqueness(shared_db, project):
+    spans, metrics = SpanRepository(shared_db), MetricRepository(shared_db)
     span_id = str(uuid.uuid4())
     new = NewSpan(id=span_id, project_id=project, trace_id=str(uuid.uuid4()), name="s", input={"a": [1, None]})
     assert spans.insert(new).input == {"a": [1, None]}

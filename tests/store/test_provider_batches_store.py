@@ -7,30 +7,15 @@ import pytest
 
 from app.services.batch_intake import BatchIntake
 from app.store.batches import BatchRepository, NewBatch, NewItem
-from app.store.db import Database, run_migrations
+from app.store.db import Database
 from app.store.job_records import Finish
 from app.store.jobs import JobRepository
 from app.store.projects import ProjectRepository
 from app.store.provider_batches import ProviderBatchRepository
 from app.store.tables import JobStatus, Span
 from app.store.tables_provider_batches import ProviderBatchState
-from tests.stack import drop_pg_schema, new_pg_schema
 
 CANCELLED = {"type": "BatchCancelled", "message": "cancelled"}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def db(request, tmp_path):
-    if request.param == "postgresql":
-        schema, url = new_pg_schema()
-    else:
-        schema, url = None, f"sqlite:///{tmp_path / 'conveyor.sqlite3'}"
-    run_migrations(url)
-    database = Database(url)
-    yield database
-    database.dispose()
-    if schema:
-        drop_pg_schema(schema)
 
 
 def provider_batch(db: Database, count: int) -> tuple[BatchRepository, str]:

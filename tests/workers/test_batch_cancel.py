@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 from sqlalchemy import func, select
 
 from app.store.tables import Job, Span
+from tests.helpers import eventually, run_label
 from tests.stack import start_stack
 
 LIMITS = json.dumps({"fake/capped-*": {"rpm": 600, "concurrency": 20}})
@@ -25,16 +25,9 @@ def limited_stack(fake_provider):
     stack.stop()
 
 
-def wait_until(check, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def test_after_a_cancel_no_item_starts_and_none_is_billed(limited_stack, fake_provider):
     stack = limited_stack
-    model = f"fake/capped-{uuid.uuid4().hex[:8]}?latency_ms=300"
+    model = f"fake/capped-{run_label()}?latency_ms=300"
     items = [{"custom_id": f"c{i}", "input": f"q{i}"} for i in range(300)]
     function = {"name": "capped", "model": model, "output_schema": SCHEMA}
     with stack.client(stack.new_key()) as client:
@@ -44,13 +37,13 @@ def test_after_a_cancel_no_item_starts_and_none_is_billed(limited_stack, fake_pr
             return client.get(f"/batches/{batch['id']}").json()["counts"]
 
         # Under way: some answered, and items claimed beyond what the limiter lets through.
-        wait_until(lambda: progress()["succeeded"] >= 10 and progress()["running"] > 0)
+        eventually(lambda: progress()["succeeded"] >= 10 and progress()["running"] > 0, what="the batch under way")
         cancelled = client.post(f"/batches/{batch['id']}/cancel").json()
         started = fake_provider.requests_for(model)
         assert cancelled["status"] == "cancelled"  # at once: nothing is left running
         counts = cancelled["counts"]
         assert counts["running"] == counts["queued"] == 0 and counts["cancelled"] >= 250
-        wait_until(lambda: fake_provider.stats()["in_flight"] == 0)  # the abandoned calls are gone
+        eventually(lambda: fake_provider.stats()["in_flight"] == 0, what="the abandoned calls gone")
         # Give any straggler the time to reach the provider, measured by the limiter's own pace: a
         # permit granted before the cancel is used within one interval (0.1 s at 600 rpm).
         deadline = time.monotonic() + 1.0

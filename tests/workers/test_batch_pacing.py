@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 import jsonschema
@@ -20,6 +19,7 @@ from sqlalchemy import func, select
 
 from app.store.tables import Span
 from tests.fakeprovider import FakeProviderServer
+from tests.helpers import batch_results, submit_batch, wait_for_batch
 from tests.stack import Stack, start_stack
 
 ITEMS = 250
@@ -43,17 +43,12 @@ def limited_fake():
 
 
 @pytest.fixture(scope="module")
-def paced_stack(limited_fake) -> Stack:
+def stack(limited_fake) -> Stack:
+    """Two workers pacing the `fake/paced-*` models; `client` (tests/conftest.py) is on this stack."""
     # No waiting out a provider 429: the control's rejected items fail at once (the paced tests have none).
     running = start_stack(limited_fake.url, workers=2, CONVEYOR_RATE_LIMITS=LIMITS, CONVEYOR_RATE_LIMIT_RETRIES="0")
     yield running
     running.stop()
-
-
-@pytest.fixture
-def client(paced_stack):
-    with paced_stack.client(paced_stack.new_key()) as http:
-        yield http
 
 
 def quiet(fake: FakeProviderServer) -> None:
@@ -67,31 +62,7 @@ def model(prefix: str) -> str:
 
 
 def submit(client: httpx.Client, model_name: str, count: int = ITEMS) -> str:
-    items = [{"custom_id": f"item-{i}", "input": f"question {i}"} for i in range(count)]
-    body = {"function": {"name": "paced", "model": model_name, "output_schema": OUT_SCHEMA}, "items": items}
-    response = client.post("/batches", json=body)
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
-def wait_for(client: httpx.Client, batch_id: str, done: Callable[[dict], bool], timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.get(f"/batches/{batch_id}").json()
-        if done(batch):
-            return batch
-        assert time.monotonic() < deadline, batch
-        time.sleep(0.05)
-
-
-def ended(batch: dict) -> bool:
-    return batch["status"] in ("completed", "cancelled", "failed")
-
-
-def results(client: httpx.Client, batch_id: str) -> list[dict]:
-    response = client.get(f"/batches/{batch_id}/results")
-    assert response.status_code == 200, response.text
-    return [json.loads(line) for line in response.text.splitlines()]
+    return submit_batch(client, {"name": "paced", "model": model_name, "output_schema": OUT_SCHEMA}, count)["id"]
 
 
 def generation_span_starts(stack: Stack, job_ids: list[str]) -> tuple[int, float]:
@@ -116,30 +87,30 @@ def test_a_batch_without_a_limit_draws_429s(client, limited_fake):
     """The control: the same batch, unpaced, runs faster than the provider allows."""
     quiet(limited_fake)
     batch_id = submit(client, model("free"))
-    batch = wait_for(client, batch_id, ended)
+    batch = wait_for_batch(client, batch_id)
     stats = limited_fake.stats()
     assert batch["counts"]["succeeded"] + batch["counts"]["failed"] == ITEMS, batch
     assert stats["sent_429"] > 0, stats
 
 
-def test_a_paced_batch_on_two_workers_completes_without_a_429(paced_stack, client, limited_fake):
+def test_a_paced_batch_on_two_workers_completes_without_a_429(stack, client, limited_fake):
     quiet(limited_fake)
     paced = model("paced")
     batch_id = submit(client, paced)
-    batch = wait_for(client, batch_id, ended)
+    batch = wait_for_batch(client, batch_id)
     stats = limited_fake.stats()
     assert batch["status"] == "completed", batch
     assert batch["counts"]["succeeded"] == ITEMS and batch["counts"]["failed"] == 0, batch
     assert stats["sent_429"] == 0 and stats["requests_total"] == ITEMS, stats
     assert limited_fake.requests_for(paced) == ITEMS
 
-    lines = results(client, batch_id)
+    lines = batch_results(client, batch_id)
     assert sorted(line["custom_id"] for line in lines) == sorted(f"item-{i}" for i in range(ITEMS))  # one each
     for line in lines:
         assert line["status"] == "succeeded" and line["error"] is None, line
         jsonschema.validate(line["result"]["json_payload"], OUT_SCHEMA)
 
-    spans, spread = generation_span_starts(paced_stack, [line["job_id"] for line in lines])
+    spans, spread = generation_span_starts(stack, [line["job_id"] for line in lines])
     assert spans == ITEMS  # one provider request per item: no retries hidden behind the results
     # Paced: unpaced, this batch's requests span about 3 s here.
     assert spread >= (ITEMS - 1) / RATE - BURST_SECONDS - LATENESS_SECONDS, spread
@@ -152,7 +123,7 @@ def test_interactive_calls_are_not_held_up_behind_a_paced_batch(client, limited_
     paced = model("paced")
     batch_id = submit(client, paced)
     # Under way, with (nearly) every worker thread holding an item: 2 workers x 50 threads.
-    wait_for(client, batch_id, lambda b: b["counts"]["succeeded"] >= 20 and b["counts"]["running"] >= 75)
+    wait_for_batch(client, batch_id, lambda b: b["counts"]["succeeded"] >= 20 and b["counts"]["running"] >= 75)
 
     for _ in range(3):
         before = client.get(f"/batches/{batch_id}").json()["counts"]
@@ -169,7 +140,7 @@ def test_interactive_calls_are_not_held_up_behind_a_paced_batch(client, limited_
         # other's head): the same allowance as above, plus ten intervals, and well short of `behind`.
         assert same_seconds < min(INTERACTIVE_SECONDS + 10 / RATE, behind / 2), (same_seconds, before)
 
-    batch = wait_for(client, batch_id, ended)
+    batch = wait_for_batch(client, batch_id)
     assert batch["counts"]["succeeded"] == ITEMS, batch
     stats = limited_fake.stats()
     assert stats["sent_429"] == 0 and stats["requests_total"] == ITEMS + 6, stats

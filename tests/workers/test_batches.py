@@ -3,7 +3,6 @@ restart). Every item still runs to one result, billed once (one generation span 
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -11,6 +10,7 @@ import redis
 from sqlalchemy import func, select
 
 from app.store.tables import Job, JobStatus, Span
+from tests.helpers import eventually, submit_batch, wait_for_batch
 from tests.stack import start_stack
 from workers.celery_app import BATCH_QUEUE
 
@@ -26,25 +26,11 @@ def crash_stack(fake_provider):
 
 
 def submit(client, model: str, count: int) -> str:
-    items = [{"custom_id": f"item-{i}", "input": f"question {i}"} for i in range(count)]
-    body = {"function": {"name": "crash", "model": model, "output_schema": SCHEMA}, "items": items}
-    response = client.post("/batches", json=body)
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
-def wait_for(client, batch_id: str, done, timeout: float = 40) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.get(f"/batches/{batch_id}").json()
-        if done(batch):
-            return batch
-        assert time.monotonic() < deadline, batch
-        time.sleep(0.1)
+    return submit_batch(client, {"name": "crash", "model": model, "output_schema": SCHEMA}, count)["id"]
 
 
 def assert_each_item_ran_once(stack, client, batch_id: str, count: int) -> None:
-    batch = wait_for(client, batch_id, lambda b: b["status"] == "completed")
+    batch = wait_for_batch(client, batch_id, lambda b: b["status"] == "completed")
     assert batch["counts"]["succeeded"] == count and batch["counts"]["failed"] == 0
     lines = [line for line in client.get(f"/batches/{batch_id}/results").text.splitlines()]
     assert len(lines) == count
@@ -68,7 +54,7 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(crash_stack, fake_p
     doomed = stack.start_worker(concurrency=20)
     with stack.client(stack.new_key()) as client:
         batch_id = submit(client, model, 120)
-        wait_for(client, batch_id, lambda b: b["counts"]["succeeded"] >= 20 and b["counts"]["running"] > 0)
+        wait_for_batch(client, batch_id, lambda b: b["counts"]["succeeded"] >= 20 and b["counts"]["running"] > 0)
         stack.kill_worker(doomed)
         stack.start_worker(concurrency=20)
         assert_each_item_ran_once(stack, client, batch_id, 120)
@@ -85,12 +71,9 @@ def test_items_whose_messages_vanished_with_redis_still_run(crash_stack):
     broker = redis.Redis.from_url(stack.settings.redis_url)
     with stack.client(stack.new_key()) as client:
         batch_id = submit(client, model, 150)
-        wait_for(client, batch_id, lambda b: b["counts"]["succeeded"] >= 10)
+        wait_for_batch(client, batch_id, lambda b: b["counts"]["succeeded"] >= 10)
         # A window's worth of messages waits on the broker most of the time; between dispatcher rounds the
         # worker can drain it for a moment, so wait for messages to be there rather than sample once.
-        deadline = time.monotonic() + 10
-        while broker.llen(BATCH_QUEUE) == 0:
-            assert time.monotonic() < deadline, "no batch item message ever waited on the broker"
-            time.sleep(0.02)
+        eventually(lambda: broker.llen(BATCH_QUEUE), 10, what="a batch item message on the broker", poll=0.02)
         broker.delete(BATCH_QUEUE, "unacked", "unacked_index", "unacked_mutex")  # what a Redis restart loses
         assert_each_item_ran_once(stack, client, batch_id, 150)

@@ -10,7 +10,6 @@ import redis
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.utils.json import dumps, loads
 
-from tests.stack import new_redis_url
 from workers.broker import BulkTransport, decode_all
 
 QUEUE = Queue("bulk-test", Exchange("bulk-test", type="direct"), routing_key="bulk-test")
@@ -23,8 +22,8 @@ def publish(url: str, count: int) -> None:
             producer.publish({"n": n}, exchange=QUEUE.exchange, routing_key="bulk-test", declare=[QUEUE])
 
 
-def test_a_backlog_is_read_in_bulk_within_the_prefetch_room_and_each_message_once():
-    url = new_redis_url()
+def test_a_backlog_is_read_in_bulk_within_the_prefetch_room_and_each_message_once(redis_db_url):
+    url = redis_db_url
     publish(url, 100)
     client = redis.Redis.from_url(url)
     received: list[tuple[int, object]] = []
@@ -51,8 +50,8 @@ def test_a_backlog_is_read_in_bulk_within_the_prefetch_room_and_each_message_onc
     assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
 
 
-def test_messages_read_in_bulk_and_never_acked_go_back_to_the_queue():
-    url = new_redis_url()
+def test_messages_read_in_bulk_and_never_acked_go_back_to_the_queue(redis_db_url):
+    url = redis_db_url
     publish(url, 20)
     with Connection(url, transport=BulkTransport) as connection:
         channel = connection.channel()
@@ -67,8 +66,8 @@ def test_messages_read_in_bulk_and_never_acked_go_back_to_the_queue():
     assert client.llen("bulk-test") == 20 and client.hlen("unacked") == 0
 
 
-def test_a_redis_without_bulk_pops_is_read_one_message_at_a_time(monkeypatch):
-    url = new_redis_url()
+def test_a_redis_without_bulk_pops_is_read_one_message_at_a_time(monkeypatch, redis_db_url):
+    url = redis_db_url
     publish(url, 5)
     single_rpop = redis.Redis.rpop
 

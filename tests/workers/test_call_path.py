@@ -7,18 +7,13 @@ import uuid
 from sqlalchemy import func, select
 
 from app.store.tables import Job, Span
+from tests.helpers import unique
 
 ANSWER_SCHEMA = {
     "type": "object",
     "properties": {"answer": {"type": "string", "description": "The answer"}, "score": {"type": "integer"}},
     "required": ["answer", "score"],
 }
-
-
-def unique(model: str) -> str:
-    """A model name the fake provider has never seen, so its per-name counters start at zero."""
-    sep = "&" if "?" in model else "?"
-    return f"{model}{sep}run={uuid.uuid4().hex[:8]}"
 
 
 def spans_of(stack, span_id: str) -> tuple[Span, list[Span]]:

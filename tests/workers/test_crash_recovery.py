@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -14,6 +12,7 @@ from sqlalchemy import select
 from app.store.jobs import JobRepository, NewJob
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span
+from tests.helpers import eventually, unique
 from tests.stack import start_stack
 from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB, make_celery
 from workers.sweeper import STRANDED_AFTER
@@ -30,7 +29,7 @@ def test_killed_worker_job_completes_once_elsewhere(crash_stack, fake_provider):
     stack = crash_stack
     key = stack.new_key()
     doomed = stack.start_worker()
-    model = f"fake/slow?latency_ms=3000&run={uuid.uuid4().hex[:8]}"
+    model = unique("fake/slow?latency_ms=3000")
     outcome: dict = {}
 
     def call() -> None:
@@ -51,10 +50,7 @@ def test_killed_worker_job_completes_once_elsewhere(crash_stack, fake_provider):
 
     caller = threading.Thread(target=call)
     caller.start()
-    deadline = time.monotonic() + 15
-    while fake_provider.requests_for(model) == 0:  # the doomed worker's request reached the provider
-        assert time.monotonic() < deadline, "the first worker never called the provider"
-        time.sleep(0.05)
+    eventually(lambda: fake_provider.requests_for(model), 15, what="the doomed worker's call at the provider")
     stack.kill_worker(doomed)
     stack.start_worker()
     caller.join(timeout=60)
@@ -75,20 +71,19 @@ def test_killed_worker_job_completes_once_elsewhere(crash_stack, fake_provider):
 def test_a_job_whose_message_was_never_sent_is_run_by_the_sweep(crash_stack, fake_provider):
     """The API wrote the job row and died before enqueueing it: a worker's sweep sends it again."""
     stack = crash_stack
-    model = f"fake/stranded?run={uuid.uuid4().hex[:8]}"
+    model = unique("fake/stranded")
     project = ProjectRepository(stack.db).ensure_project("stranded")
     task = {"name": "stranded", "input": "x", "models": [{"name": model}]}
     job = JobRepository(stack.db).create(NewJob(project_id=project.id, task=task, trace_id="t"))
     with stack.db.transaction() as session:  # written long enough ago, and no message sent
         session.get(Job, job.id).created_at -= STRANDED_AFTER + timedelta(seconds=1)
     stack.start_worker()
-    deadline = time.monotonic() + 30
-    while (stored := JobRepository(stack.db).get(job.id)).status is JobStatus.queued:
-        assert time.monotonic() < deadline, "the stranded job was never run"
-        time.sleep(0.2)
-    while stored.status is JobStatus.running and time.monotonic() < deadline:
-        time.sleep(0.2)
-        stored = JobRepository(stack.db).get(job.id)
+
+    def ended() -> Job | None:
+        row = JobRepository(stack.db).get(job.id)
+        return row if row.status not in (JobStatus.queued, JobStatus.running) else None
+
+    stored = eventually(ended, 30, what="the stranded job run to its end")
     assert stored.status is JobStatus.succeeded and stored.delivery_attempts == 1, stored
     assert fake_provider.requests_for(model) == 1
 
@@ -98,7 +93,7 @@ def test_a_stopped_worker_finishes_its_calls_in_flight_before_exiting(crash_stac
     no message is left unacknowledged or handed to the next worker."""
     stack = crash_stack
     worker = stack.start_worker()
-    model = f"fake/draining?latency_ms=1500&run={uuid.uuid4().hex[:8]}"
+    model = unique("fake/draining?latency_ms=1500")
     project = ProjectRepository(stack.db).ensure_project("draining")
     jobs = JobRepository(stack.db)
     ids = [
@@ -110,10 +105,7 @@ def test_a_stopped_worker_finishes_its_calls_in_flight_before_exiting(crash_stac
     celery = make_celery(stack.settings)
     for job_id in ids:
         celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
-    deadline = time.monotonic() + 15
-    while fake_provider.requests_for(model) < len(ids):
-        assert time.monotonic() < deadline, "the worker never had the calls in flight"
-        time.sleep(0.05)
+    eventually(lambda: fake_provider.requests_for(model) >= len(ids), 15, what="the calls in flight")
     worker.terminate()
     assert worker.wait(timeout=30) == 0
     assert [jobs.get(job_id).status for job_id in ids] == [JobStatus.succeeded] * len(ids)

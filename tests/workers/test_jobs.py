@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.store.tables import Job, JobStatus, Span
 from tests.fakeprovider import FakeProviderServer
+from tests.helpers import eventually, unique, wait_for_job
 from tests.stack import start_stack
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
@@ -28,16 +29,6 @@ def stack(fake):
     running = start_stack(fake.url, CONVEYOR_CALL_WAIT_SECONDS="1", CONVEYOR_JOB_MAX_WAIT_SECONDS="3")
     yield running
     running.stop()
-
-
-@pytest.fixture
-def client(stack, key):
-    with stack.client(key) as http:
-        yield http
-
-
-def unique(model: str) -> str:
-    return f"{model}{'&' if '?' in model else '?'}run={uuid.uuid4().hex[:8]}"
 
 
 def spans_of(stack, job_id: str) -> list[Span]:
@@ -62,17 +53,16 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_within_a_second(idle_stac
         assert cancelled["status"] == "cancelled" and cancelled["finished_at"]
         # One worker thread: it can only run the next job once it has let go of the cancelled one.
         idle_stack.start_worker(concurrency=1)  # the queued message is still there: it must be left alone
-        time.sleep(0.5)
+        # Sent after it on the same queue: once this one has run, the worker has handled the cancelled one.
+        later = client.post("/jobs", json={"name": "later", "input": "x", "model": unique("fake/a")}).json()
+        assert wait_for_job(client, later["id"])["status"] == "succeeded"
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
         assert fake.requests_for(model) == 0
         assert [(s.type, s.cost_generation) for s in spans_of(idle_stack, job["id"])] == [("call", 0.0)]
 
         slow = unique("fake/a?latency_ms=10000")  # it ends while later tests run
         running = client.post("/jobs", json={"name": "running", "input": "x", "model": slow}).json()
-        deadline = time.monotonic() + 10
-        while fake.requests_for(slow) == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        eventually(lambda: fake.requests_for(slow), 10, what="the slow call at the provider")
         assert client.post(f"/jobs/{running['id']}/cancel").json()["status"] == "cancelled"
         start = time.monotonic()
         after = client.post("/jobs", json={"name": "next", "input": "x", "model": unique("fake/a")}).json()
@@ -89,11 +79,7 @@ def test_a_job_is_polled_to_completion(client):
     job = response.json()
     assert job["status"] == "queued" and job["object"] == "job" and job["metadata"] == {"batch": 7}
     assert response.headers["location"] == job["links"]["self"] == f"/v2/jobs/{job['id']}"
-    deadline = time.monotonic() + 10
-    while job["status"] not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/jobs/{job['id']}").json()
+    job = wait_for_job(client, job["id"], timeout=10)
     assert job["status"] == "succeeded" and job["attempts"] == 1 and job["error"] is None
     assert job["started_at"] and job["finished_at"] >= job["started_at"] >= job["created_at"]
     assert job["result"]["span_id"] == job["span_id"] and job["result"]["message"].startswith("[simulated]")
@@ -184,10 +170,7 @@ def test_a_function_runs_as_a_job(client):
 def test_cancel_a_running_call_abandons_it_and_bills_nothing(stack, client, fake):
     model = unique("fake/a?latency_ms=2000")
     job = client.post("/jobs", json={"name": "cancel_me", "input": "x", "model": model}).json()
-    deadline = time.monotonic() + 10
-    while fake.requests_for(model) == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    eventually(lambda: fake.requests_for(model), 10, what="the call at the provider")
 
     cancelled = client.post(f"/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

@@ -4,14 +4,12 @@ a second provider batch for the same items, no item is billed twice, and every i
 
 from __future__ import annotations
 
-import time
-import uuid
-
 import pytest
 
 from tests.fakeprovider import FakeProviderServer
+from tests.helpers import eventually, run_label, wait_for_batch
 from tests.stack import start_stack
-from tests.workers.test_provider_batches import generations, results, submit, wait_for
+from tests.workers.test_provider_batches import generations, results, submit
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +20,13 @@ def fake():
 
 @pytest.fixture
 def crash_stack(fake):
-    stack = start_stack(fake.url, workers=0, CONVEYOR_PROVIDER_BATCH_POLL_SECONDS="0.2")
+    # A killed worker's provider-batch lock lapses within a second (5 s by default), so its successor
+    # takes over the batch at once instead of after a wait.
+    stack = start_stack(
+        fake.url, workers=0, CONVEYOR_PROVIDER_BATCH_POLL_SECONDS="0.2", CONVEYOR_PROVIDER_BATCH_LOCK_SECONDS="1"
+    )
     yield stack
     stack.stop()
-
-
-def wait_until(check, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
-def run_label() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 def assert_billed_once(stack, client, batch: dict, spans_per_item: dict[str, int]) -> None:
@@ -60,13 +51,13 @@ def test_a_worker_killed_before_the_id_is_recorded_makes_no_second_provider_batc
     try:
         with stack.client(stack.new_key()) as client:
             batch = submit(client, f"{provider}/crash?run={run_label()}", 6, execution="provider")
-            wait_until(lambda: fake.batches()["held"].get(point) == 1)
+            eventually(lambda: fake.batches()["held"].get(point) == 1)
             stack.kill_worker(doomed)
             fake.release(point)  # the held request goes on: with `create`, the batch now exists
             expected = before + (1 if point == "create" else 0)
-            wait_until(lambda: fake.batches()[counter] == expected)
+            eventually(lambda: fake.batches()[counter] == expected)
             stack.start_worker()
-            batch = wait_for(client, batch["id"], lambda b: b["status"] == "completed")
+            batch = wait_for_batch(client, batch["id"], lambda b: b["status"] == "completed")
             assert fake.batches()[counter] == before + 1
             [pbatch] = batch["provider_batches"]
             assert pbatch["state"] == "collected" and pbatch["items"] == 6
@@ -87,12 +78,12 @@ def test_a_worker_killed_while_collecting_bills_nothing_twice(crash_stack, fake)
     try:
         with stack.client(stack.new_key()) as client:
             batch = submit(client, chain, 10, execution="provider")
-            wait_until(lambda: fake.batches()["held"].get("error_content") == 1)
-            wait_for(client, batch["id"], lambda b: b["counts"]["succeeded"] == 7)
+            eventually(lambda: fake.batches()["held"].get("error_content") == 1)
+            wait_for_batch(client, batch["id"], lambda b: b["counts"]["succeeded"] == 7)
             stack.kill_worker(doomed)
             fake.release("error_content")
             stack.start_worker()
-            batch = wait_for(client, batch["id"], lambda b: b["status"] == "completed")
+            batch = wait_for_batch(client, batch["id"], lambda b: b["status"] == "completed")
             spans = generations(stack, batch["id"])
             fell_back = {custom_id for custom_id, attempts in spans.items() if len(attempts) == 2}
             assert len(fell_back) == 3

@@ -5,7 +5,6 @@ re-asked, errors falling back, expired lines run afresh, cancel, and a batch spl
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
@@ -15,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from app.services.webhooks import generate_secret
 from app.store.tables import Job, Span
-from tests.api.test_batches import Receiver
+from tests.helpers import Receiver, eventually, submit_batch, wait_for_batch
 from tests.stack import start_stack
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
@@ -34,21 +33,7 @@ def pstack(fake_provider):
 
 
 def submit(client, models, count: int, **extra) -> dict:
-    items = [{"custom_id": f"item-{i}", "input": f"question {i}"} for i in range(count)]
-    function = {"name": "overnight", "model": models, "output_schema": SCHEMA}
-    response = client.post("/batches", json={"function": function, "items": items, **extra})
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def wait_for(client, batch_id: str, done, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.get(f"/batches/{batch_id}").json()
-        if done(batch):
-            return batch
-        assert time.monotonic() < deadline, (batch["status"], batch["counts"], batch["provider_batches"])
-        time.sleep(0.1)
+    return submit_batch(client, {"name": "overnight", "model": models, "output_schema": SCHEMA}, count, **extra)
 
 
 def results(client, batch_id: str) -> dict[str, dict]:
@@ -87,8 +72,8 @@ def test_a_provider_batch_gives_the_queue_results_at_half_the_cost(pstack, fake_
         webhook = {"url": receiver.url, "secret": generate_secret()}
         batched = submit(client, chain, 20, completion_window="24h", webhook=webhook)  # auto: 24h, a batch API
         assert queued["execution"] == "queue" and batched["execution"] == "provider"
-        queued = wait_for(client, queued["id"], lambda b: b["status"] == "completed")
-        batched = wait_for(client, batched["id"], lambda b: b["status"] == "completed")
+        queued = wait_for_batch(client, queued["id"], lambda b: b["status"] == "completed")
+        batched = wait_for_batch(client, batched["id"], lambda b: b["status"] == "completed")
         on_queue, by_batch = results(client, queued["id"]), results(client, batched["id"])
     assert batched["counts"]["succeeded"] == 20 and batched["counts"]["failed"] == 0 and batched["started_at"]
     assert fake_provider.batches()["batches_created"] == before + 1
@@ -104,10 +89,7 @@ def test_a_provider_batch_gives_the_queue_results_at_half_the_cost(pstack, fake_
     assert batched["usage"] == queued["usage"]
     spans = generations(pstack, batched["id"])
     assert len(spans) == 20 and all(len(attempts) == 1 for attempts in spans.values())
-    deadline = time.monotonic() + 10
-    while not receiver.received:
-        assert time.monotonic() < deadline, "no batch webhook"
-        time.sleep(0.05)
+    eventually(lambda: receiver.received, 10, what="the batch webhook")
     headers, body = receiver.received[0]
     event = Webhook(webhook["secret"]).verify(body, headers)
     assert event["type"] == "batch.completed" and event["data"]["execution"] == "provider"
@@ -122,7 +104,8 @@ def test_answers_out_of_schema_are_re_asked_and_errors_fall_back(pstack, fake_pr
         failing = submit(client, [model("down", fail="500"), model("backup")], 5, execution="provider")
         expiring = submit(client, model("late", batch_expire="1"), 5, execution="provider")
         ended = [
-            wait_for(client, b["id"], lambda b: b["status"] == "completed") for b in (violating, failing, expiring)
+            wait_for_batch(client, b["id"], lambda b: b["status"] == "completed")
+            for b in (violating, failing, expiring)
         ]
     assert all(b["counts"]["succeeded"] == 5 for b in ended)
     reasked, fell_back, expired = (generations(pstack, b["id"]) for b in ended)
@@ -148,7 +131,7 @@ def test_answers_out_of_schema_are_re_asked_and_errors_fall_back(pstack, fake_pr
 def test_a_batch_too_large_for_one_provider_batch_is_split(pstack, fake_provider):
     with pstack.client(pstack.new_key()) as client:
         batch = submit(client, model("split"), 1000, execution="provider")
-        batch = wait_for(client, batch["id"], lambda b: b["status"] == "completed", timeout=120)
+        batch = wait_for_batch(client, batch["id"], lambda b: b["status"] == "completed", timeout=120)
         lines = results(client, batch["id"])
     assert batch["counts"]["succeeded"] == 1000
     assert sorted(p["items"] for p in batch["provider_batches"]) == [100, 300, 300, 300]  # the limit is 300
@@ -160,7 +143,7 @@ def test_a_batch_too_large_for_one_provider_batch_is_split(pstack, fake_provider
 def test_cancel_cancels_the_provider_batch_and_bills_nothing(pstack, fake_provider):
     with pstack.client(pstack.new_key()) as client:
         batch = submit(client, model("slow", batch_ms="60000"), 10, execution="provider")
-        batch = wait_for(
+        batch = wait_for_batch(
             client, batch["id"], lambda b: b["provider_batches"] and b["provider_batches"][0]["provider_batch_id"]
         )
         external = batch["provider_batches"][0]["provider_batch_id"]
@@ -169,7 +152,7 @@ def test_cancel_cancels_the_provider_batch_and_bills_nothing(pstack, fake_provid
         cancelled = client.post(f"/batches/{batch['id']}/cancel").json()
         assert cancelled["status"] == "cancelled" and cancelled["counts"]["cancelled"] == 10  # at once
         assert cancelled["cost"]["total"] == 0
-        batch = wait_for(client, batch["id"], lambda b: b["provider_batches"][0]["state"] == "cancelled")
+        batch = wait_for_batch(client, batch["id"], lambda b: b["provider_batches"][0]["state"] == "cancelled")
     assert batch["provider_batches"][0]["provider_state"] == "cancelled"
     remote = httpx.get(f"{fake_provider.url}/v1/batches/{external}").json()
     assert remote["status"] == "cancelled"
@@ -191,7 +174,7 @@ def test_the_execution_is_chosen_from_the_window_and_shown(pstack, extra, chosen
     with pstack.client(pstack.new_key()) as client:
         batch = submit(client, model("route"), 1, **extra)
         assert batch["execution"] == chosen
-        ended = wait_for(client, batch["id"], lambda b: b["status"] == "completed")
+        ended = wait_for_batch(client, batch["id"], lambda b: b["status"] == "completed")
     assert ended["execution"] == chosen and ended["counts"]["succeeded"] == 1
     assert len(ended["provider_batches"]) == (1 if chosen == "provider" else 0)
 
@@ -234,7 +217,7 @@ def test_anthropic_message_batches_give_the_queue_results_at_half_the_cost(pstac
             client, [model("down", fail="529").replace("fake/", "fake-anthropic/"), chain], 4, execution="provider"
         )
         queued, batched, falling = (
-            wait_for(client, b["id"], lambda b: b["status"] == "completed") for b in (queued, batched, falling)
+            wait_for_batch(client, b["id"], lambda b: b["status"] == "completed") for b in (queued, batched, falling)
         )
         on_queue, by_batch = results(client, queued["id"]), results(client, batched["id"])
     assert fake_provider.batches()["message_batches_created"] == before + 2

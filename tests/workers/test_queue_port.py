@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 
 from app.config import Settings
 from app.queue import INTERACTIVE_QUEUE, RUN_JOB, enqueue_job
-from tests.stack import new_redis_url
 from workers.celery_app import make_celery
 
 PER_MESSAGE = {("headers", "id"), ("headers", "root_id"), ("headers", "origin"), ("properties", "correlation_id")}
@@ -29,8 +28,8 @@ def flatten(message: dict) -> dict[tuple[str, ...], object]:
     return flat
 
 
-def test_enqueue_job_writes_what_send_task_writes():
-    url = new_redis_url()
+def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
+    url = redis_db_url
     celery = make_celery(Settings(_env_file=None, redis_url=url))
     celery.send_task(RUN_JOB, args=["job-1"], queue=INTERACTIVE_QUEUE)
     client = redis.Redis.from_url(url)

@@ -8,11 +8,10 @@ import redis
 import redis.asyncio as aioredis
 
 from app.store import redis_locks
-from tests.stack import new_redis_url
 
 
-def test_only_the_holder_releases_the_lock():
-    url = new_redis_url()
+def test_only_the_holder_releases_the_lock(redis_db_url):
+    url = redis_db_url
     client = redis.Redis.from_url(url)
     assert client.set("lock", "worker-a", nx=True, px=10_000)
     assert redis_locks.release(client, "lock", "worker-b") is False

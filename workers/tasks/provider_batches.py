@@ -2,8 +2,9 @@
 on the worker's event loop, by one worker at a time.
 
 The Redis lock is held while this worker runs rounds and refreshed every tick; a worker that dies
-stops refreshing, and another (or its restart) takes over within `LOCK_SECONDS`. The driver's
-records make the take-over safe at any point: it reconciles provider batches by their metadata.
+stops refreshing, and another (or its restart) takes over within the lock's TTL
+(`CONVEYOR_PROVIDER_BATCH_LOCK_SECONDS`, 5 by default). The driver's records make the take-over safe
+at any point: it reconciles provider batches by their metadata.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("conveyor.provider_batches")
 
-LOCK_SECONDS = 5.0
-
 
 class ProviderBatchLoop:
     def __init__(self, runtime: WorkerRuntime, member: str) -> None:
@@ -30,6 +29,7 @@ class ProviderBatchLoop:
         self.runtime = runtime
         self.member = member
         self.tick = min(1.0, settings.provider_batch_poll_seconds)
+        self.lock_seconds = settings.provider_batch_lock_seconds
         policy = ProviderBatchPolicy(
             poll_seconds=settings.provider_batch_poll_seconds,
             max_requests=settings.provider_batch_max_requests,
@@ -72,7 +72,7 @@ class ProviderBatchLoop:
         await redis_locks.release_async(client, keys.PROVIDER_BATCH_LOCK, self.member)
 
     async def _hold(self, client) -> bool:  # noqa: ANN001
-        ttl = int(LOCK_SECONDS * 1000)
+        ttl = int(self.lock_seconds * 1000)
         if await client.set(keys.PROVIDER_BATCH_LOCK, self.member, nx=True, px=ttl):
             return True
         if await client.get(keys.PROVIDER_BATCH_LOCK) == self.member.encode():
@@ -82,5 +82,5 @@ class ProviderBatchLoop:
 
     async def _refresh(self, client) -> None:  # noqa: ANN001
         while True:
-            await asyncio.sleep(LOCK_SECONDS / 3)
+            await asyncio.sleep(self.lock_seconds / 3)
             await self._hold(client)
