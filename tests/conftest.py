@@ -15,12 +15,20 @@ def fake_provider():
         yield server
 
 
-@pytest.fixture(scope="module")
-def stack(fake_provider) -> Stack:
-    """One API + one worker on a fresh schema and Redis DB, shared by a test module."""
+@pytest.fixture(scope="session")
+def shared_stack(fake_provider) -> Stack:
+    """One API + one worker on a fresh schema and Redis DB, started once for the whole run."""
     running = start_stack(fake_provider.url, CONVEYOR_DEFAULT_MODEL="openai/gpt-4o-mini")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """The stack a module's tests run on: the shared one, unless the module defines a `stack` of its
+    own (other settings, a fake provider of its own, workers it kills). Tests on the shared stack see
+    only their own project's data (`key`) and leave the stack as they found it."""
+    return shared_stack
 
 
 @pytest.fixture

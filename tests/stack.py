@@ -121,18 +121,15 @@ def start_stack(fake_provider_url: str, *, workers: int = 1, **overrides: str) -
     The workers boot (a second or more each) while the API starts in this process; the stack is
     returned once the API serves and every worker consumes."""
     schema, database_url = new_pg_schema()
-    env = stack_env(
-        database_url,
-        new_redis_url(),
-        fake_provider_url,
-        OPENAI_API_KEY="sk-test",
-        ANTHROPIC_BASE_URL=fake_provider_url,
-        ANTHROPIC_API_KEY="sk-ant-test",
-        CONVEYOR_API_KEYS="",
-        CONVEYOR_MAX_RETRY_AFTER="2",
-        CONVEYOR_MAX_BODY_BYTES="1000000",
-        **overrides,
-    )
+    defaults = {
+        "OPENAI_API_KEY": "sk-test",
+        "ANTHROPIC_BASE_URL": fake_provider_url,
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        "CONVEYOR_API_KEYS": "",
+        "CONVEYOR_MAX_RETRY_AFTER": "2",
+        "CONVEYOR_MAX_BODY_BYTES": "1000000",
+    }
+    env = stack_env(database_url, new_redis_url(), fake_provider_url, **{**defaults, **overrides})
     settings = settings_for(env)
     run_migrations(settings.database_url)
     stack = Stack(settings, env, ApiServer(settings), Database(settings.database_url), schema)

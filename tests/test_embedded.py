@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from opperai import Opper
 from pydantic import BaseModel
 
 from app.embedded import free_port, wait_for_port
+from tests.helpers import eventually
 
 
 class Capital(BaseModel):
@@ -42,15 +42,14 @@ def test_serve_demo_answers_the_sdk_and_stops_cleanly(tmp_path: Path, broker: st
         wait_for_port(port, timeout=30)
         key = (tmp_path / ".conveyor" / "api_key").read_text().strip()
         opper = Opper(http_bearer=key, server_url=f"http://127.0.0.1:{port}/v2")
-        deadline = time.monotonic() + 30
-        while True:  # the worker may still be starting when the API already answers
+
+        def answered() -> object:  # the worker may still be starting when the API already answers
             try:
-                response = opper.call(name="capital", input="Sweden", output_schema=Capital)
-                break
+                return opper.call(name="capital", input="Sweden", output_schema=Capital)
             except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+                return None
+
+        response = eventually(answered, 30, what="a call answered", poll=0.2)
         assert Capital.model_validate(response.json_payload).capital
         hello = opper.call(name="hello", input="hi")
         assert hello.message.startswith("[simulated]")

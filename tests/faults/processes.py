@@ -133,9 +133,8 @@ def start_process_stack(
     database_url: str, redis_url: str, fake_provider_url: str, *, workers: int = 1, **overrides: str
 ) -> ProcessStack:
     """Migrate the database, then start the API and `workers` workers side by side."""
-    env = stack_env(
-        database_url, redis_url, fake_provider_url, OPENAI_API_KEY="sk-test", CONVEYOR_API_KEYS="", **overrides
-    )
+    defaults = {"OPENAI_API_KEY": "sk-test", "CONVEYOR_API_KEYS": ""}
+    env = stack_env(database_url, redis_url, fake_provider_url, **{**defaults, **overrides})
     settings = settings_for(env)
     run_migrations(settings.database_url)
     logs = Path(tempfile.mkdtemp(prefix="conveyor-fault-logs-")) if LOGS else None

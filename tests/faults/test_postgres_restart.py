@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.faults.load import Ledger, Submitter, WaitingCalls, project_job_ids, wait_until_final
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.faults
 
@@ -26,13 +27,6 @@ WAITING = 5
 LATENCY_MS = 2000  # longer than a third of the lease (pg_fault_stack): renewals fall in the outage
 OUTAGE_SECONDS = 1.0
 BOUND_SECONDS = 45  # from the restart until every accepted job has ended
-
-
-def wait_for(condition, what: str, within: float = 30) -> None:  # noqa: ANN001 - a callable
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 class StreamedCall(threading.Thread):
@@ -66,13 +60,15 @@ def test_postgres_restart_under_load(pg_fault_stack, private_postgres, fake_prov
     waiting = WaitingCalls(stack.api_url, waiting_key, model)
 
     first = submitter.start(range(CALLS // 2))
-    wait_for(lambda: fake_provider.requests_for(model) >= CALLS // 4, "the worker never had calls in flight")
+    eventually(lambda: fake_provider.requests_for(model) >= CALLS // 4, what="calls in flight at the worker")
     waiting.start(WAITING)  # accepted before the outage, queued behind the first half: they wait across it
     stream_project, stream_key = stack.new_project()
     streamed = StreamedCall(stack.api_url, stream_key, model)
     streamed.start()
-    wait_for(lambda: len(project_job_ids(stack.db, waiting_project)) == WAITING, "the waiting calls were not accepted")
-    wait_for(lambda: len(project_job_ids(stack.db, stream_project)) == 1, "the streamed call was not accepted")
+    eventually(
+        lambda: len(project_job_ids(stack.db, waiting_project)) == WAITING, what="the waiting calls were not accepted"
+    )
+    eventually(lambda: accepted(stream_project) == 1, what="the streamed call accepted")
     second = submitter.start(range(CALLS // 2, CALLS))
     private_postgres.restart(down_seconds=OUTAGE_SECONDS)
     restarted = time.monotonic()

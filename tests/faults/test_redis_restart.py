@@ -18,6 +18,7 @@ import redis
 
 from tests.faults.load import Ledger, Submitter, WaitingCalls, project_job_ids, wait_until_final
 from tests.faults.processes import PrivateRedis
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.faults
 
@@ -50,10 +51,8 @@ def test_redis_fault_under_load(fault, fault_stack, private_redis, fake_provider
     waiting = WaitingCalls(stack.api_url, waiting_key, model)
     waiting.start(WAITING)  # callers waiting for their results across the fault
     first = submitter.start(range(CALLS // 2))
-    deadline = time.monotonic() + 30
-    while fake_provider.requests_for(model) < WAITING + CALLS // 4:  # jobs in flight, acknowledged late
-        assert time.monotonic() < deadline, "the worker never had calls in flight"
-        time.sleep(0.05)
+    in_flight = WAITING + CALLS // 4  # jobs in flight, acknowledged late
+    eventually(lambda: fake_provider.requests_for(model) >= in_flight, 30, what="calls in flight at the worker")
     second = submitter.start(range(CALLS // 2, CALLS))  # the rest keeps coming through the outage
     fault(private_redis)
     restarted = time.monotonic()

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.faults.load import Ledger, Submitter, project_job_ids, wait_until_final
+from tests.helpers import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.workers(2)]
 
@@ -26,10 +27,8 @@ def test_worker_sigkill_under_load(fault_stack, fake_provider):
     submitter = Submitter(stack.api_url, key, model)
 
     submitter.submit_all(range(CALLS // 2))
-    deadline = time.monotonic() + 30
-    while fake_provider.requests_for(model) < CALLS // 2:  # all of them running, most on the doomed worker
-        assert time.monotonic() < deadline, "the worker never had every call in flight"
-        time.sleep(0.05)
+    # All of them running, most on the doomed worker.
+    eventually(lambda: fake_provider.requests_for(model) >= CALLS // 2, 30, what="every call in flight")
     stack.kill(doomed)
     killed = time.monotonic()
     submitter.submit_all(range(CALLS // 2, CALLS))  # the rest arrives after the kill

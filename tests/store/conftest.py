@@ -1,19 +1,24 @@
 """Storage tests run on both backends: Postgres (a fresh schema of the shared server) and SQLite (a
 file in the test's temporary directory), migrated as at every start-up.
 
-`db` is a database of the test's own (for tests that count rows across the whole database);
-`shared_db` is one database per module and backend, and `project` a fresh project on it, for tests
-that only ever look at their own project's rows (migrating once per module keeps them fast).
+`db` is an empty, migrated database of the test's own (for tests that count rows across the whole
+database). Migrating takes about a second per backend, so it is done once per run: the SQLite file is
+copied from a migrated template, and the Postgres schema is one migrated schema emptied before each
+test (TRUNCATE of every table but alembic_version). tests/store/test_migrations.py checks the
+migrations themselves. `shared_db` is one database per module and backend, and `project` a fresh
+project on it, for tests that only ever look at their own project's rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from app.store.db import Database, run_migrations
 from app.store.tables import Project
@@ -41,10 +46,37 @@ def migrated_database(backend: str, directory: Path) -> Iterator[Database]:
             drop_pg_schema(schema)
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("sqlite-template")
+    run_migrations(f"sqlite:///{directory / 'conveyor.sqlite3'}")
+    return directory / "conveyor.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def _pg_database(tmp_path_factory) -> Iterator[Database]:
+    with migrated_database("postgresql", tmp_path_factory.mktemp("pg")) as database:
+        yield database
+
+
+def _emptied(database: Database) -> Database:
+    """Every table emptied (identities restarted), the migration record kept."""
+    with database.engine.begin() as connection:
+        tables = [f'"{name}"' for name in inspect(connection).get_table_names() if name != "alembic_version"]
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return database
+
+
 @pytest.fixture(params=BACKENDS)
 def db(request, tmp_path) -> Iterator[Database]:
-    with migrated_database(request.param, tmp_path) as database:
-        yield database
+    if request.param == "postgresql":
+        yield _emptied(request.getfixturevalue("_pg_database"))
+        return
+    path = tmp_path / "conveyor.sqlite3"
+    shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+    database = Database(f"sqlite:///{path}")
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from datetime import timedelta
 
 from app.store.db import Database
 from app.store.job_recovery import JobRecovery
@@ -17,6 +17,12 @@ def new_job(db: Database) -> tuple[JobRepository, str]:
     jobs = JobRepository(db)
     job = jobs.create(NewJob(project_id=project.id, task={"name": "t", "input": 1}, trace_id="tr"))
     return jobs, job.id
+
+
+def queued_ago(db: Database, job_id: str, seconds: float) -> None:
+    """Move a job's creation `seconds` into the past: it has waited that long."""
+    with db.transaction() as session:
+        session.get(Job, job_id).created_at -= timedelta(seconds=seconds)
 
 
 def test_claim_is_exclusive_and_finish_happens_once(db):
@@ -35,8 +41,7 @@ def test_claim_is_exclusive_and_finish_happens_once(db):
 
 def test_expired_lease_is_swept_and_the_old_holder_cannot_write(db):
     jobs, job_id = new_job(db)
-    stale = jobs.claim(job_id, lease_seconds=0)
-    time.sleep(0.01)
+    stale = jobs.claim(job_id, lease_seconds=-1)  # a lease that ran out a second ago
     assert JobRecovery(db).requeue_expired() == [job_id]
     assert JobRecovery(db).requeue_expired() == []
     fresh = jobs.claim(job_id, lease_seconds=60)
@@ -122,13 +127,14 @@ def test_queued_interactive_jobs_waiting_too_long_are_resent_once_per_period(db)
     jobs, stranded = new_job(db)
     _, claimed = new_job(db)
     jobs.claim(claimed, lease_seconds=60)
-    time.sleep(0.02)
-    cutoff = utcnow()
+    queued_ago(db, stranded, 60)
+    queued_ago(db, claimed, 60)
+    cutoff = utcnow() - timedelta(seconds=30)
     _, fresh = new_job(db)  # queued after the cutoff: merely waiting
     assert JobRecovery(db).resend_stranded(queued_before=cutoff) == [stranded]
     assert JobRecovery(db).resend_stranded(queued_before=cutoff) == []  # marked: not again until a period passes
-    time.sleep(0.02)
-    assert JobRecovery(db).resend_stranded(queued_before=utcnow()) == [stranded, fresh]
+    later = utcnow() + timedelta(seconds=1)  # a period on: past the mark and past `fresh`
+    assert JobRecovery(db).resend_stranded(queued_before=later) == [stranded, fresh]
     claim = jobs.claim(stranded, lease_seconds=60)  # the re-sent message claims it as usual
     assert claim is not None and claim.job.delivery_attempts == 1
 
@@ -137,5 +143,4 @@ def test_batch_items_are_not_resent_as_interactive_jobs(db):
     jobs, job_id = new_job(db)
     with db.transaction() as session:
         session.get(Job, job_id).batch_id = "some-batch"
-    time.sleep(0.02)
-    assert JobRecovery(db).resend_stranded(queued_before=utcnow()) == []
+    assert JobRecovery(db).resend_stranded(queued_before=utcnow() + timedelta(seconds=1)) == []
