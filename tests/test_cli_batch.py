@@ -9,12 +9,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for_batch
 from tests.stack import ROOT
 
 INPUT_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
@@ -167,7 +167,8 @@ def test_cancel_ends_a_waiting_submit_with_exit_3(stack, key, tmp_path):
     )
     batch_id = waiting.stdout.readline().strip()
     assert batch_id, waiting.stderr.read()
-    time.sleep(1.5)
+    with stack.client(key) as client:  # under way: the first items have answered, the rest still to run
+        wait_for_batch(client, batch_id, lambda batch: batch["counts"]["succeeded"] > 0)
     cancelled = conveyor(stack, key, "cancel", batch_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert f"batch {batch_id} is cancel" in cancelled.stderr

@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from app.store.tables import Job, JobStatus, Span
@@ -29,6 +30,12 @@ def stack(fake):
     running = start_stack(fake.url, CONVEYOR_CALL_WAIT_SECONDS="1", CONVEYOR_JOB_MAX_WAIT_SECONDS="3")
     yield running
     running.stop()
+
+
+def message_unacked(stack, job_id: str) -> bool:
+    """Whether the broker holds the job's message as delivered and not yet acknowledged."""
+    with redis.Redis.from_url(stack.settings.redis_url) as broker:
+        return any(job_id.encode() in message for message in broker.hvals("unacked"))
 
 
 def spans_of(stack, job_id: str) -> list[Span]:
@@ -171,13 +178,16 @@ def test_cancel_a_running_call_abandons_it_and_bills_nothing(stack, client, fake
     model = unique("fake/a?latency_ms=2000")
     job = client.post("/jobs", json={"name": "cancel_me", "input": "x", "model": model}).json()
     eventually(lambda: fake.requests_for(model), 10, what="the call at the provider")
+    assert message_unacked(stack, job["id"])  # acknowledged late: once the worker is done with the job
 
     cancelled = client.post(f"/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["error"]["type"] == "JobCancelled"
     assert client.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"  # idempotent
 
-    time.sleep(2.3)  # past the provider's answer: the worker must not have written anything
+    # The worker is done with the job once its message is acknowledged: abandoned at once, or (were the
+    # cancel not heard) after the provider's answer at 2 s and its write. It must not have written anything.
+    eventually(lambda: not message_unacked(stack, job["id"]), 10, what="the job's message acknowledged")
     with stack.db.transaction() as session:
         row = session.get(Job, job["id"])
     assert row.status == JobStatus.cancelled and row.result is None
