@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from app.embedded import free_port, wait_for_port
 from app.main import create_app
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository
+from tests.helpers import eventually
 from tests.launch import settings_for, spawn_conveyor, stack_env, stop_processes, wait_consuming
 from tests.redis_dbs import new_redis_url, release_redis_url
 
@@ -54,11 +54,7 @@ class ApiServer:
 
     def start(self) -> None:
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("test API server did not start")
-            time.sleep(0.02)
+        eventually(lambda: self.server.started, 20, what="the test API server started", poll=0.02)
 
     def stop(self) -> None:
         self.server.should_exit = True

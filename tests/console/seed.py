@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-FINAL_BATCH = {"completed", "cancelled", "failed"}
+from tests.helpers import wait_for_batch
 
 
 @dataclass
@@ -38,14 +37,7 @@ def submit_batch(client: httpx.Client, name: str, inputs: list[Any], **function:
 
 def wait_batch(client: httpx.Client, batch_id: str, timeout: float = 60) -> dict[str, Any]:
     """The batch once it ended (polled: the API has no long-poll for batches)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.get(f"/batches/{batch_id}").json()
-        if batch["status"] in FINAL_BATCH:
-            return batch
-        if time.monotonic() > deadline:
-            raise AssertionError(f"batch {batch_id} still {batch['status']} after {timeout} s: {batch['counts']}")
-        time.sleep(0.1)
+    return wait_for_batch(client, batch_id, timeout=timeout)
 
 
 def seed_minimal(client: httpx.Client) -> Seeded:
