@@ -72,9 +72,10 @@ def spawn_conveyor(
     )
 
 
-def wait_consuming(redis_url: str, processes: Iterable[subprocess.Popen], timeout: float = 30) -> None:
+def wait_consuming(redis_url: str, processes: Iterable[subprocess.Popen], timeout: float = 60) -> None:
     """Until every worker process consumes from its queue (each announces itself in Redis then).
-    A worker that exits first fails the wait at once."""
+    A worker that exits first fails the wait at once; `timeout` is generous for a loaded machine
+    (a worker boot takes about 3 s of CPU)."""
     client = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + timeout
     try:

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import func, select
 
+from app.store.projects import ProjectRepository
 from app.store.tables import Job, Span
 from tests.helpers import unique
 
@@ -83,7 +84,8 @@ def test_exhausted_attempts_give_a_clear_error(stack, key):
     ]
     assert all(a["message"] for a in attempts)
     with stack.db.transaction() as session:
-        job = session.scalars(select(Job).where(Job.error.is_not(None))).all()
+        project = ProjectRepository(stack.db).project_for_key(key)
+        job = session.scalars(select(Job).where(Job.project_id == project.id, Job.error.is_not(None))).all()
         failed = [j for j in job if j.task["models"][0]["name"] == model]
     assert len(failed) == 1 and failed[0].status == "failed"
     root, spans = spans_of(stack, failed[0].span_id)
