@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         "auto", validation_alias=AliasChoices("CONVEYOR_EMBEDDED_REDIS")
     )
 
+    # --- metrics (app/metrics/) -------------------------------------------------------------------
+    # When set, GET /metrics requires `Authorization: Bearer <this token>`.
+    metrics_token: str = Field("", repr=False, validation_alias=AliasChoices("CONVEYOR_METRICS_TOKEN"))
+    # When set, each worker serves its own process metrics on this port (on CONVEYOR_HOST).
+    worker_metrics_port: int | None = Field(None, validation_alias=AliasChoices("CONVEYOR_WORKER_METRICS_PORT"))
+
     log_level: str = Field("INFO", validation_alias=AliasChoices("CONVEYOR_LOG_LEVEL", "LOG_LEVEL"))
 
     @field_validator("database_url")

@@ -12,7 +12,7 @@ from app.api.auth import ApiKeyAuthenticator
 from app.api.body_limit import BodySizeLimit
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
-from app.api.routes import health
+from app.api.routes import health, prometheus
 from app.api.state import AppState
 from app.api.storable_input import StorableInput
 from app.config import Settings, get_settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(health.router)
+    app.include_router(prometheus.router)
     for router in routes.v2_routers():
         app.include_router(router, prefix="/v2")
     app.add_middleware(StorableInput)  # inside BodySizeLimit, which bounds what it reads

@@ -6,6 +6,9 @@ producer and kombu's per-message publishing machinery (together a third of the A
 when measured). Workers consume it with Celery as any other task message; `celery inspect`, Flower
 and the rest of Celery's tooling see an ordinary task. The worker side (`workers/`) imports these
 names from here; nothing in `app/` imports `workers/`.
+
+The same round trip counts the job as submitted in the cluster's metrics (app/metrics/): the push is
+a short script that also adds one to the counter, so counting costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from app.metrics.families import JOBS_SUBMITTED, counter_field
 from app.observability import tracing
+from app.store import keys
 
 INTERACTIVE_QUEUE = "conveyor.interactive"
 RUN_JOB = "conveyor.run_job"
@@ -34,6 +39,9 @@ DELIVER_WEBHOOK = "conveyor.deliver_webhook"
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _REPLY_TO = str(uuid.uuid4())  # Celery's per-app id; unused with results ignored, but part of the shape
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+# LPUSH the message (as kombu's Redis transport does; consumers BRPOP) and count it, atomically.
+_PUSH_COUNTED = "redis.call('LPUSH', KEYS[1], ARGV[1]) return redis.call('HINCRBYFLOAT', KEYS[2], ARGV[2], 1)"
+_SUBMITTED_INTERACTIVE = counter_field(JOBS_SUBMITTED, INTERACTIVE_QUEUE)
 
 
 def task_message(task: str, args: list[Any], queue: str, extra_headers: dict[str, str] | None = None) -> bytes:
@@ -84,6 +92,6 @@ def task_message(task: str, args: list[Any], queue: str, extra_headers: dict[str
 
 
 async def enqueue_job(redis: aioredis.Redis, job_id: str) -> None:
-    """Put an interactive job on its queue (kombu's Redis transport: LPUSH, consumers BRPOP)."""
+    """Put an interactive job on its queue (kombu's Redis transport: LPUSH, consumers BRPOP), counted."""
     message = task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE, tracing.message_headers())
-    await redis.lpush(INTERACTIVE_QUEUE, message)
+    await redis.eval(_PUSH_COUNTED, 2, INTERACTIVE_QUEUE, keys.METRICS_COUNTS, message, _SUBMITTED_INTERACTIVE)

@@ -54,6 +54,11 @@ class CancelWatcher:
         if self._listener is not None:
             self._listener.cancel()
 
+    @property
+    def in_flight(self) -> int:
+        """Jobs this process is running now (each is watched from before its claim to its end)."""
+        return len(self._watches)
+
     @contextlib.contextmanager
     def watch(self, job_id: str) -> Iterator[Watch]:
         """While inside, a cancellation of `job_id` sets `Watch.cancelled` and cancels its task."""

@@ -33,6 +33,7 @@ class EndingWriter:
     def __init__(self, runtime: WorkerRuntime, run_blocking: RunBlocking) -> None:
         self.runtime = runtime
         self.run_blocking = run_blocking
+        self.counts = getattr(runtime, "counts", None)  # metrics; the tests' in-process runtimes have none
 
     async def write(self, endings: list[Ending]) -> list[bool | Exception]:
         """Each ending's outcome: True written, False its lease was gone, or the error it alone hit.
@@ -65,12 +66,17 @@ class EndingWriter:
             return error
 
     def _publish(self, endings: list[Ending]) -> None:
+        counted = None
         try:
             pipe = self.runtime.redis.pipeline(transaction=False)
+            if self.counts is not None:  # first: counted before anyone hears the job is done
+                counted = self.counts.add_endings(pipe, [(e.claim.job, e.finish) for e in endings])
             for channel, message in _announcements(endings):
                 pipe.publish(channel, message)
             pipe.execute()
         except Exception:  # waiters and streams re-check the stored state
+            if counted is not None:
+                self.counts.put_back(counted)
             log.warning("could not announce finished jobs", extra={"jobs": len(endings)}, exc_info=True)
 
     def _dispatch_webhooks(self, endings: list[Ending]) -> None:

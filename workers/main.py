@@ -13,6 +13,7 @@ from celery.signals import worker_ready
 from app.config import Settings
 from app.gc_tuning import tune_gc
 from app.logging import configure_logging
+from app.metrics.worker_server import serve_worker_metrics
 from app.observability import tracing
 from app.store import keys
 from app.store.db import run_migrations
@@ -63,6 +64,11 @@ def run_worker(
     app = make_celery(settings)
     runtime = WorkerRuntime.build(settings, app)
     runtime.start()
+    runtime.counts.start_flusher(runtime.redis)
+    if settings.worker_metrics_port is not None:
+        serve_worker_metrics(
+            settings.host, settings.worker_metrics_port, runtime.loop.loop, lambda: runtime.cancels.in_flight
+        )
     slots = concurrency or settings.worker_concurrency
     consumed = QUEUE_CHOICES[queues]
     member = f"{socket.gethostname()}:{os.getpid()}"
@@ -118,5 +124,6 @@ def run_worker(
         duties.capacity.unregister(member)
         sweeper.stop()
         provider_batches.stop()
+        runtime.counts.stop(runtime.redis)
         runtime.close()
         tracing.stop_worker()

@@ -13,6 +13,8 @@ from celery import Celery
 from app.config import Settings
 from app.engine.cache import RedisResultCache
 from app.engine.executor import EngineDeps
+from app.metrics.models import ModelLabels
+from app.metrics.worker import WorkerCounts
 from app.observability import tracing
 from app.providers.registry import ProviderRegistry
 from app.ratelimit import RateLimitConfig, RateLimiter
@@ -45,6 +47,7 @@ class WorkerRuntime:
     deliveries: WebhookDeliveryRepository
     dispatcher: WebhookDispatcher
     webhook_sender: WebhookSender
+    counts: WorkerCounts  # this process's share of the cluster's metrics (app/metrics/worker.py)
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> WorkerRuntime:
@@ -65,6 +68,8 @@ class WorkerRuntime:
             rate_limiter=limiter,
             observer=tracing.attempt_observer(),  # None unless tracing is on
         )
+        counts = WorkerCounts(ModelLabels.of(settings, deps.prices, registry.known_prefixes()))
+        limiter.on_wait = counts.rate_wait
         registry.publish_prices_to(deps.prices)  # custom models bill at their own prices, as they load
         deliveries = WebhookDeliveryRepository(db)
         client = webhook_client(settings.webhook_timeout_seconds, allow_private=settings.allow_private_webhooks)
@@ -83,6 +88,7 @@ class WorkerRuntime:
             webhook_sender=WebhookSender(
                 client, schedule=settings.webhook_retry_delays, box=secret_box(settings.secret_key)
             ),
+            counts=counts,
         )
 
     def start(self) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -128,18 +129,21 @@ class RateLimiter:
         poll_seconds: float = 0.02,
         recovery_seconds: float = 60.0,
         min_rate_factor: float = 0.125,
+        on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         """`lease_seconds`: a concurrency slot not renewed for this long is reclaimed (its holder died).
         `burst_seconds`: scheduling slack absorbing late wake-ups (see `app.ratelimit.lua`).
         `poll_seconds`: how often a waiter rechecks a full concurrency cap for releases in other processes.
         `recovery_seconds`, `min_rate_factor`: a 429 halves the rate (not below this factor), which then
-        recovers linearly to the full rate over this many seconds after the Retry-After pause."""
+        recovers linearly to the full rate over this many seconds after the Retry-After pause.
+        `on_wait(model, seconds)`: told each permit of a limited model and how long it waited (metrics)."""
         self.config = config
         self.lease_seconds = lease_seconds
         self.burst_seconds = burst_seconds
         self.poll_seconds = poll_seconds
         self.recovery_seconds = recovery_seconds
         self.min_rate_factor = min_rate_factor
+        self.on_wait = on_wait
         self._acquire = redis.register_script(lua.ACQUIRE)
         self._release_script = redis.register_script(lua.RELEASE)
         self._renew_script = redis.register_script(lua.RENEW)
@@ -191,6 +195,8 @@ class RateLimiter:
                     decision = Decision(None, min(0.05 * 2**failures, _MAX_BACKOFF), "unavailable")
                 if decision.permit is not None:
                     decision.permit.waited = loop.time() - started
+                    if self.on_wait is not None:
+                        self.on_wait(model, decision.permit.waited)
                     return decision.permit
                 pause = decision.wait
                 if deadline is not None:

@@ -23,6 +23,9 @@ from app.config import Settings
 from app.engine.structured import canonical_json
 from app.engine.task import task_to_dict
 from app.errors import BadRequest, Conflict, NotFound
+from app.metrics.counts import add_to
+from app.metrics.jobs import cancelled_counts, submitted_counts
+from app.queue import BATCH_QUEUE
 from app.schemas.batches import BatchSpec
 from app.schemas.calls import CallRequest
 from app.schemas.functions import FunctionCallRequest
@@ -169,6 +172,7 @@ class BatchService:
             result = await run_in_threadpool(
                 lambda: self.intake.run(new, checker.checked(values), skip_invalid=spec.on_invalid == "skip")
             )
+            await self._count_submitted(result.accepted)
             return await run_in_threadpool(self.jobs.get, result.anchor_job_id)
 
         digest = SubmissionDigest(
@@ -177,6 +181,17 @@ class BatchService:
         accepted = await self.guard.accept(project, key, ENDPOINT, digest, create)
         batch = await self.get(project, accepted.job.batch_id or "")
         return SubmittedBatch(batch, accepted.replayed, None if accepted.replayed else generated)
+
+    async def _count_submitted(self, items: int) -> None:
+        """A batch's items count as submitted to the batch queue (one round trip per batch, not per item)."""
+        if self.redis is None or not items:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                add_to(pipe, submitted_counts(BATCH_QUEUE, items))
+                await pipe.execute()
+        except Exception:  # the batch is written; only its count is lost
+            log.warning("could not count a batch's items in the metrics", extra={"items": items}, exc_info=True)
 
     async def _resolve(self, project: ProjectRef, spec: BatchSpec) -> ResolvedTask:
         if (spec.function_id is None) == (spec.function is None):
@@ -247,19 +262,21 @@ class BatchService:
                 f"the batch is {batch.status.value}",
                 detail=f"batch_id: {batch_id} is {batch.status.value}; only a running batch can be cancelled",
             )
-        await run_in_threadpool(lambda: self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR))
+        queued = await run_in_threadpool(lambda: self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR))
         running = await run_in_threadpool(lambda: self.batches.cancel_running(batch.id, error=BATCH_ABANDONED_ERROR))
-        await self._announce_cancel(running)
+        await self._announce_cancel(running, cancelled=queued + len(running))
         await run_in_threadpool(self.completion.end_if_done, batch.id)
         return await self.get(project, batch_id)
 
-    async def _announce_cancel(self, job_ids: list[str]) -> None:
-        """Tell the workers running these items to abandon them (as a job cancel does). Should Redis
-        lose it, each worker finds out at its next lease renewal."""
-        if not job_ids or self.redis is None:
+    async def _announce_cancel(self, job_ids: list[str], cancelled: int) -> None:
+        """Tell the workers running these items to abandon them (as a job cancel does), and count the
+        `cancelled` items in the metrics. Should Redis lose it, each worker finds out at its next lease
+        renewal."""
+        if not (job_ids or cancelled) or self.redis is None:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
+                add_to(pipe, cancelled_counts(cancelled))
                 for job_id in job_ids:
                     pipe.publish(keys.job_cancel_channel(job_id), "cancel")
                 await pipe.execute()

@@ -26,6 +26,8 @@ from app.errors import (
     NotFound,
     StoredJobError,
 )
+from app.metrics.counts import add_to
+from app.metrics.jobs import cancelled_counts
 from app.schemas.calls import CallRequest, CallResponse
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.jobs import DEFINITION_FIELDS, JobRequest
@@ -304,12 +306,15 @@ class JobService:
 
     async def _announce_cancel(self, job: JobRecord) -> None:
         # The stored state is already final: if Redis is unreachable, the worker notices at its next
-        # lease renewal and waiters at their next re-check.
+        # lease renewal and waiters at their next re-check. One round trip, which also counts it.
         try:
-            await self.redis.publish(keys.job_cancel_channel(job.id), "cancel")
-            await self.redis.publish(keys.job_done_channel(job.id), JobStatus.cancelled.value)
-            if job.stream:
-                await self.redis.publish(keys.job_stream_channel(job.id), StreamMessage("end").encode())
+            async with self.redis.pipeline(transaction=False) as pipe:
+                add_to(pipe, cancelled_counts(1))
+                pipe.publish(keys.job_cancel_channel(job.id), "cancel")
+                pipe.publish(keys.job_done_channel(job.id), JobStatus.cancelled.value)
+                if job.stream:
+                    pipe.publish(keys.job_stream_channel(job.id), StreamMessage("end").encode())
+                await pipe.execute()
         except Exception:
             log.warning("could not announce a cancellation", extra={"job_id": job.id}, exc_info=True)
 

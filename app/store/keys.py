@@ -71,3 +71,7 @@ BATCH_CAPACITY = f"{PREFIX}:batch:capacity"
 
 PROVIDER_BATCH_LOCK = f"{PREFIX}:batch:provider-batch-lock"
 """Held (and refreshed) by the one worker running provider-batch rounds (workers/tasks/provider_batches.py)."""
+
+METRICS_COUNTS = f"{PREFIX}:metrics:counts"
+"""Hash: the cluster's Prometheus counters and histogram buckets, one field each (app/metrics/families.py
+spells the fields); every process adds to it in round trips it already makes (app/metrics/counts.py)."""
