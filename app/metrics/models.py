@@ -3,7 +3,7 @@
 A call may name any `provider/anything` (an OpenAI-compatible endpoint serves whatever it serves), so
 a label per name would let callers grow the series without bound. The label is the model's name when
 the operator configured it (an exact entry of the price table, bundled or CONVEYOR_PRICE_TABLE, or the
-default and embedding models); any other name becomes `<provider>/other` for a provider prefix this
+default and embedding models), without any `?options` suffix; any other name becomes `<provider>/other` for a provider prefix this
 process knows, else `other`. At most (configured models + providers + 1) values, fixed at start-up.
 """
 
@@ -31,8 +31,9 @@ class ModelLabels:
         return label
 
     def _label(self, model: str) -> str:
-        if model in self._configured:
-            return model
+        base = model.partition("?")[0]  # `name?options` bills as `name` (PriceTable), and counts as it
+        if base in self._configured:
+            return base
         prefix, slash, _ = model.partition("/")
         return f"{prefix}/{OTHER}" if slash and prefix in self._prefixes else OTHER
 
