@@ -3,8 +3,9 @@
 A call may name any `provider/anything` (an OpenAI-compatible endpoint serves whatever it serves), so
 a label per name would let callers grow the series without bound. The label is the model's name when
 the operator configured it (an exact entry of the price table, bundled or CONVEYOR_PRICE_TABLE, or the
-default and embedding models), without any `?options` suffix; any other name becomes `<provider>/other` for a provider prefix this
-process knows, else `other`. At most (configured models + providers + 1) values, fixed at start-up.
+default and embedding models), without any `?options` suffix; any other name becomes `<provider>/other`
+for a provider prefix this process knows, else `other`. At most (configured models + providers + 1)
+values, fixed at start-up.
 """
 
 from __future__ import annotations

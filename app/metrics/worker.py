@@ -41,6 +41,13 @@ class WorkerCounts:
         add_to(pipe, counts)
         return counts
 
+    def add_later(self, endings: Sequence[tuple[JobRecord, Finish]]) -> None:
+        """Endings written with no announcement to ride (provider-batch items): sent by the flusher."""
+        now, counts = utcnow(), Counts()
+        for job, finish in endings:
+            count_ending(counts, job, finish, now, self.model_label)
+        self.pending.add(counts)
+
     def put_back(self, counts: Counts) -> None:
         self.pending.put_back(counts)
 

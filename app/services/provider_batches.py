@@ -76,8 +76,11 @@ class ProviderBatchDriver:
         completion: BatchCompletion,
         policy: ProviderBatchPolicy,
         run_blocking: Callable[..., Any],
+        on_ended: Callable[[Sequence[tuple[JobRecord, Finish]]], None] | None = None,
     ) -> None:
+        """`on_ended`: told the items this driver ended (the worker's metrics counts)."""
         self.db = db
+        self.on_ended = on_ended
         self.deps = deps
         self.store = ProviderBatchRepository(db)
         self.batches = BatchRepository(db)
@@ -193,7 +196,10 @@ class ProviderBatchDriver:
         for start in range(0, len(answered), ENDINGS_PER_WRITE):
             part = answered[start : start + ENDINGS_PER_WRITE]
             finishes = await asyncio.gather(*(one(item, line) for item, line in part))
-            await self._b(self.jobs.end_queued, list(finishes))  # counters move as results arrive
+            written = await self._b(self.jobs.end_queued, list(finishes))  # counters move as results arrive
+            if self.on_ended is not None:
+                ended = zip(part, finishes, written, strict=True)
+                self.on_ended([(item, finish) for (item, _), finish, ok in ended if ok is True])
 
     async def _carry_on(self, job: JobRecord, line: LineResult) -> Finish:
         """The item's call from its batch answer on, as the queue would run it; its final state."""

@@ -5,6 +5,7 @@ the workers; a second worker's counts show in the API's scrape; the token guards
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -13,7 +14,7 @@ import pytest
 
 from app.embedded import free_port
 from tests.metrics.scrape import TOKEN, Scrape, scrape, scrape_until
-from tests.stack import start_stack
+from tests.stack import ROOT, start_stack
 from tests.workers.test_webhooks import Receiver
 
 MODEL = "openai/gpt-4o-mini"  # priced and configured: its own label (the fake provider serves it)
@@ -200,3 +201,12 @@ def test_a_second_workers_counts_show_in_the_apis_scrape(stack, client):
     after = scrape(stack.url)
     assert after.minus(before, FINISHED, status="succeeded") == 1
     assert after.minus(before, "conveyor_model_attempts_total", model=MODEL, outcome="success") == 1
+
+
+def test_the_dashboard_queries_only_families_the_scrapes_serve(stack):
+    served = set(scrape(stack.url).types)
+    port = stack.env["CONVEYOR_WORKER_METRICS_PORT"]
+    served |= set(Scrape(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text).types)
+    dashboard = (ROOT / "deploy" / "grafana-dashboard.json").read_text()
+    queried = {re.sub(r"_(bucket|total)$", "", name) for name in re.findall(r"\b(?:conveyor|process)_\w+", dashboard)}
+    assert queried and queried <= served, queried - served

@@ -40,7 +40,9 @@ class ProviderBatchLoop:
             return await asyncio.get_running_loop().run_in_executor(runtime.blocking, function, *args)
 
         completion = BatchCompletion(BatchRepository(runtime.db), runtime.dispatcher)
-        self.driver = ProviderBatchDriver(runtime.db, runtime.engine_deps, completion, policy, blocking)
+        self.driver = ProviderBatchDriver(
+            runtime.db, runtime.engine_deps, completion, policy, blocking, on_ended=runtime.counts.add_later
+        )
         self._stop = asyncio.Event()
         self._future: Future | None = None
 
