@@ -69,8 +69,9 @@ class EndingWriter:
         counted = None
         try:
             pipe = self.runtime.redis.pipeline(transaction=False)
-            if self.counts is not None:  # first: counted before anyone hears the job is done
-                counted = self.counts.add_endings(pipe, [(e.claim.job, e.finish) for e in endings])
+            if self.counts is not None:  # metrics: counted now, sent with this pipeline once a second
+                self.counts.count_endings([(e.claim.job, e.finish) for e in endings])
+                counted = self.counts.ride(pipe)
             for channel, message in _announcements(endings):
                 pipe.publish(channel, message)
             pipe.execute()

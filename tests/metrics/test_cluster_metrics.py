@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from app.embedded import free_port
+from app.metrics.worker import SEND_SECONDS
 from tests.metrics.scrape import TOKEN, Scrape, scrape, scrape_until
 from tests.stack import ROOT, start_stack
 from tests.workers.test_webhooks import Receiver
@@ -23,6 +24,7 @@ SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "requi
 FINISHED = "conveyor_jobs_finished_total"
 SUBMITTED = "conveyor_jobs_submitted_total"
 INTERACTIVE, BATCH = "conveyor.interactive", "conveyor.batch"
+SENT_WITHIN = SEND_SECONDS * 2  # a worker's counts reach Redis within this long
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +50,29 @@ def client(stack):
         yield http
 
 
+def quiet(url: str) -> Scrape:
+    """A scrape once what earlier tests' jobs counted has reached Redis: the baseline of a delta."""
+    time.sleep(SENT_WITHIN)
+    return scrape(url)
+
+
+def ended(now: Scrape, before: Scrape) -> float:
+    """Jobs that ended in a worker between two scrapes (a worker sends its counts about once a second)."""
+    return sum(now.minus(before, FINISHED, status=status) for status in ("succeeded", "failed"))
+
+
 def call(client, model: str = MODEL, **extra) -> httpx.Response:
     body = {"name": f"m-{uuid.uuid4().hex[:6]}", "input": "x", "output_schema": SCHEMA, "model": model, **extra}
     return client.post("/call", json=body)
 
 
 def test_a_success_and_a_failure_move_the_counters_by_exactly_one(stack, client):
-    before = scrape(stack.url)
+    before = quiet(stack.url)
     ok = call(client)
     assert ok.status_code == 200, ok.text
     failed = call(client, model=f"{MODEL}?fail=400")  # a 400 is not retried: one attempt, then no fallback
     assert failed.status_code >= 400
-    after = scrape(stack.url)
+    after = scrape_until(stack.url, lambda now: ended(now, before) >= 2)
 
     assert after.minus(before, SUBMITTED, queue=INTERACTIVE) == 2
     assert after.minus(before, FINISHED, status="succeeded") == 1
@@ -78,19 +91,19 @@ def test_a_success_and_a_failure_move_the_counters_by_exactly_one(stack, client)
 
 
 def test_an_unknown_model_name_is_counted_under_its_provider_not_as_itself(stack, client):
-    before = scrape(stack.url)
+    before = quiet(stack.url)
     name = f"openai/made-up-{uuid.uuid4().hex[:6]}"
     assert call(client, model=name).status_code == 200
-    after = scrape(stack.url)
+    after = scrape_until(stack.url, lambda now: ended(now, before) >= 1)
     assert after.minus(before, "conveyor_model_attempts_total", model="openai/other", outcome="success") == 1
     assert name not in after.text
 
 
 def test_a_cancelled_job_counts_as_cancelled_once(stack, client):
-    before = scrape(stack.url)
+    before = quiet(stack.url)
     job = client.post("/jobs", json={"name": "slow", "input": "x", "model": f"{MODEL}?latency_ms=5000"}).json()
     assert client.post(f"/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
-    time.sleep(0.5)  # a worker that had claimed it abandons it and writes (and counts) nothing
+    time.sleep(SENT_WITHIN)  # a worker that had claimed it abandons it and writes (and counts) nothing
     after = scrape(stack.url)
     assert after.minus(before, FINISHED, status="cancelled") == 1
     assert after.minus(before, FINISHED, status="succeeded") == after.minus(before, FINISHED, status="failed") == 0
@@ -99,7 +112,7 @@ def test_a_cancelled_job_counts_as_cancelled_once(stack, client):
 def test_webhook_attempts_are_counted_by_outcome(stack, client):
     receiver = Receiver()
     try:
-        before = scrape(stack.url)
+        before = quiet(stack.url)
         webhook = {"url": receiver.url("fail/1")}  # a 500, then a 200 on the retry
         assert client.post("/jobs", json={"name": "hooked", "input": "x", "webhook": webhook}).status_code == 202
         name = "conveyor_webhook_deliveries_total"
@@ -112,7 +125,7 @@ def test_webhook_attempts_are_counted_by_outcome(stack, client):
 
 
 def test_a_batch_counts_its_items_and_shows_in_progress(stack, client):
-    before = scrape(stack.url)
+    before = quiet(stack.url)
     items = [{"custom_id": f"i{i}", "input": f"q{i}"} for i in range(5)]
     spec = {"function": {"name": f"b-{uuid.uuid4().hex[:6]}", "model": f"{MODEL}?latency_ms=300"}, "items": items}
     batch = client.post("/batches", json=spec)
@@ -129,7 +142,7 @@ def test_a_batch_counts_its_items_and_shows_in_progress(stack, client):
 
 
 def test_a_cancelled_batch_counts_each_item_not_ended(stack, client):
-    before = scrape(stack.url)
+    before = quiet(stack.url)
     items = [{"custom_id": f"i{i}", "input": f"q{i}"} for i in range(4)]
     spec = {"function": {"name": f"c-{uuid.uuid4().hex[:6]}", "model": f"{MODEL}?latency_ms=5000"}, "items": items}
     batch = client.post("/batches", json=spec).json()
@@ -163,9 +176,9 @@ def test_queue_depth_counts_messages_no_worker_has_taken(fake_provider):
 
 
 def test_a_limited_models_wait_is_a_histogram_by_model(stack, client):
-    before = scrape(stack.url)
+    before = quiet(stack.url)
     assert call(client, model=LIMITED).status_code == 200
-    after = scrape(stack.url)
+    after = scrape_until(stack.url, lambda now: ended(now, before) >= 1)
     assert after.minus(before, "conveyor_ratelimit_wait_seconds_count", model=LIMITED) == 1
     assert after.minus(before, "conveyor_ratelimit_wait_seconds_count", model=MODEL) == 0  # not limited
 
@@ -195,10 +208,10 @@ def test_a_second_workers_counts_show_in_the_apis_scrape(stack, client):
     assert scrape(stack.url).value("conveyor_workers") == 2
     first.terminate()
     first.wait(timeout=20)
-    before = scrape(stack.url)
+    before = quiet(stack.url)
     assert before.value("conveyor_workers") == 1
     assert call(client).status_code == 200  # only the second worker is left to run it
-    after = scrape(stack.url)
+    after = scrape_until(stack.url, lambda now: ended(now, before) >= 1)
     assert after.minus(before, FINISHED, status="succeeded") == 1
     assert after.minus(before, "conveyor_model_attempts_total", model=MODEL, outcome="success") == 1
 

@@ -41,7 +41,7 @@ class ProviderBatchLoop:
 
         completion = BatchCompletion(BatchRepository(runtime.db), runtime.dispatcher)
         self.driver = ProviderBatchDriver(
-            runtime.db, runtime.engine_deps, completion, policy, blocking, on_ended=runtime.counts.add_later
+            runtime.db, runtime.engine_deps, completion, policy, blocking, on_ended=runtime.counts.count_endings
         )
         self._stop = asyncio.Event()
         self._future: Future | None = None

@@ -22,7 +22,7 @@ def deliver(runtime: WorkerRuntime, delivery_id: str, token: str) -> None:
         return
     outcome = runtime.webhook_sender.send(claim)
     runtime.deliveries.record(claim, outcome)
-    runtime.counts.webhook_attempt(runtime.redis, outcome.status.value)
+    runtime.counts.webhook_attempt(outcome.status.value)
     log.info(
         "webhook attempt",
         extra={"delivery_id": delivery_id, "status": outcome.status.value, "status_code": outcome.status_code},
