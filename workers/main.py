@@ -21,6 +21,7 @@ from app.store.job_recovery import JobRecovery
 from workers import broker
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
 from workers.loop_pool import LoopTasks, loop_pool
+from workers.presence import Presence
 from workers.runner import JobRunner
 from workers.runtime import WorkerRuntime
 from workers.sweeper import LeaseSweeper
@@ -96,11 +97,11 @@ def run_worker(
     sweeper.start()
     provider_batches = ProviderBatchLoop(runtime, member)
     provider_batches.start()
-    presence = keys.worker_presence(socket.gethostname(), os.getpid())
+    presence = Presence(runtime.redis, keys.worker_presence(socket.gethostname(), os.getpid()))
 
     @worker_ready.connect(weak=False)
     def announce(**_: object) -> None:
-        runtime.redis.set(presence, "ready", ex=24 * 3600)
+        presence.announce()
 
     tune_gc()
     queue_names = ",".join(consumed)
@@ -120,7 +121,7 @@ def run_worker(
             ]
         )
     finally:
-        runtime.redis.delete(presence)
+        presence.withdraw()
         duties.capacity.unregister(member)
         sweeper.stop()
         provider_batches.stop()

@@ -44,7 +44,8 @@ def fake_provider_counter(model: str) -> str:
 
 
 def worker_presence(hostname: str, pid: int) -> str:
-    """Set by a worker once it consumes from its queues (refreshed by the sweeper)."""
+    """Set by a worker once it consumes from its queues, with a short TTL it keeps refreshing
+    (workers/presence.py): a killed worker's key lapses, and `conveyor_workers` counts the live ones."""
     return f"{PREFIX}:worker:{hostname}:{pid}"
 
 

@@ -11,9 +11,11 @@ import uuid
 
 import httpx
 import pytest
+import redis
 
 from app.embedded import free_port
 from app.metrics.worker import SEND_SECONDS
+from app.store import keys
 from tests.metrics.scrape import TOKEN, Scrape, scrape, scrape_until
 from tests.stack import ROOT, start_stack
 from tests.workers.test_webhooks import Receiver
@@ -158,6 +160,14 @@ def test_jobs_in_progress_and_workers_are_read_at_scrape_time(stack, client):
     assert running.value("conveyor_workers") == 1
     client.post(f"/jobs/{job['id']}/cancel")
     assert scrape(stack.url).value("conveyor_jobs_in_progress") == 0
+
+
+def test_a_killed_workers_presence_lapses_within_seconds_not_a_day(stack):
+    broker = redis.Redis.from_url(stack.settings.redis_url)
+    present = broker.keys(keys.WORKER_PRESENCE_PATTERN)
+    assert present
+    for key in present:
+        assert 0 < broker.pttl(key) <= 30_000  # refreshed while the worker lives; lapses once it is killed
 
 
 def test_queue_depth_counts_messages_no_worker_has_taken(fake_provider):

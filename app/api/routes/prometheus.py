@@ -12,7 +12,7 @@ from app.api.deps import State
 from app.metrics.scrape import check_token, cluster_metrics
 from app.schemas.calls import ErrorBody
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["prometheus"])
 
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
