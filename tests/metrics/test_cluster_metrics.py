@@ -40,6 +40,7 @@ def stack(fake_provider):
         CONVEYOR_ALLOW_PRIVATE_WEBHOOKS="true",
         CONVEYOR_WEBHOOK_RETRY_SCHEDULE="0.2,0.2",
         CONVEYOR_WEBHOOK_POLL_INTERVAL="0.1",
+        CONVEYOR_PROVIDER_BATCH_POLL_SECONDS="0.2",
     )
     running.start_worker()
     yield running
@@ -141,6 +142,19 @@ def test_a_batch_counts_its_items_and_shows_in_progress(stack, client):
     assert after.minus(before, "conveyor_job_queue_wait_seconds_count", queue=BATCH) == 5
     ended = scrape_until(stack.url, lambda now: now.value("conveyor_batches_in_progress") == 0)
     assert ended.value("conveyor_batches_in_progress") == 0
+
+
+def test_items_a_provider_batch_answers_are_counted_too(stack, client):
+    before = quiet(stack.url)
+    items = [{"custom_id": f"i{i}", "input": f"q{i}"} for i in range(3)]
+    model = f"fake/pb?run={uuid.uuid4().hex[:8]}"  # the fake answers batch APIs; `fake/other` as a label
+    function = {"name": f"p-{uuid.uuid4().hex[:6]}", "model": model, "output_schema": SCHEMA}
+    batch = client.post("/batches", json={"function": function, "items": items, "execution": "provider"}).json()
+    assert batch["execution"] == "provider", batch
+    after = scrape_until(stack.url, lambda now: ended(now, before) >= 3, timeout=60)
+    assert after.minus(before, SUBMITTED, queue=BATCH) == 3
+    assert after.minus(before, FINISHED, status="succeeded") == 3
+    assert after.minus(before, "conveyor_model_attempts_total", model="fake/other", outcome="success") == 3
 
 
 def test_a_cancelled_batch_counts_each_item_not_ended(stack, client):
