@@ -48,9 +48,16 @@ class LeaseClock:
         return self.until - time.monotonic()
 
 
-async def while_leased(attempt: Callable[[], Awaitable[T]], lease: LeaseClock, job_id: str) -> T:
+async def while_leased(
+    attempt: Callable[[], Awaitable[T]],
+    lease: LeaseClock,
+    job_id: str,
+    *,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> T:
     """`attempt()`'s result, tried again with backoff while the database is unreachable and the lease
-    lasts; the database's error once the next try would fall past the lease."""
+    lasts; the database's error once the next try would fall past the lease. `sleep` is injected so a
+    test can record the pauses without patching asyncio for the whole process."""
     pause = FIRST_PAUSE
     while True:
         try:
@@ -62,5 +69,5 @@ async def while_leased(attempt: Callable[[], Awaitable[T]], lease: LeaseClock, j
                 "database unreachable; holding the job's result and trying again",
                 extra={"job_id": job_id, "lease_left": round(lease.remaining(), 1), "error": repr(error)[:200]},
             )
-        await asyncio.sleep(pause)
+        await sleep(pause)
         pause = min(pause * 2, MAX_PAUSE)
