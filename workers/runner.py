@@ -34,7 +34,7 @@ from app.engine.streaming import StreamMessage, complete_streaming
 from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
-from app.services.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY, TemplateCache
+from app.services.batch_items import TemplateCache
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
@@ -43,6 +43,7 @@ from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import Claim, Finish
 from app.store.spans import spans_for_failure, spans_for_success
 from app.store.tables import JobStatus, utcnow
+from workers.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY
 from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, RUN_BATCH_ITEM, RUN_JOB
 from workers.claims import ClaimBatcher

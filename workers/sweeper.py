@@ -8,7 +8,7 @@
   broker ETAs, which the Redis broker would hold in worker memory and redeliver after the
   visibility timeout), and deliveries whose sender died mid-send become due again.
 - Batch windows are topped up, lost batch messages sent again and ended batches closed
-  (app/services/batch_dispatch.py), by one worker per round; a worker consuming the batch queue
+  (workers/batch_dispatch.py), by one worker per round; a worker consuming the batch queue
   keeps its thread count registered, which sizes the windows.
 """
 
@@ -23,12 +23,12 @@ from datetime import timedelta
 import redis
 from celery import Celery
 
-from app.services.batch_dispatch import BatchCapacity, BatchDispatcher, ItemSender
 from app.services.webhook_delivery import WebhookDispatcher
 from app.store import keys, redis_locks
 from app.store.job_recovery import JobRecovery
 from app.store.tables import utcnow
 from app.store.webhooks import WebhookDeliveryRepository
+from workers.batch_dispatch import BatchCapacity, BatchDispatcher, ItemSender
 from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB
 
 log = logging.getLogger("conveyor.sweeper")

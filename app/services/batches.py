@@ -2,7 +2,7 @@
 
 The task is resolved once per batch (the same steps as `/v2/call`, through CallService), then the
 items are checked and written by BatchIntake. Nothing is sent to the broker here: the dispatcher in
-the workers feeds the batch queue (app/services/batch_dispatch.py).
+the workers feeds the batch queue (workers/batch_dispatch.py).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from app.schemas.paging import Page
 from app.secrets import secret_box
 from app.services.batch_completion import BatchCompletion
 from app.services.batch_deliveries import BatchDeliveries
-from app.services.batch_dispatch import BATCH_ABANDONED_ERROR, BATCH_CANCELLED_ERROR
 from app.services.batch_intake import BatchIntake, ItemChecker, jsonl_values, listed_values
+from app.services.batch_items import BATCH_ABANDONED_ERROR, BATCH_CANCELLED_ERROR
 from app.services.batch_routing import choose_execution
 from app.services.batch_upload import UploadedBatch
 from app.services.calls import CallService, ResolvedTask

@@ -37,7 +37,7 @@ from app.engine.task import TaskSpec, task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.providers.batch_api import BatchIntent, BatchLine, LineResult, ProviderBatchAPI, RemoteBatch, batch_api_of
 from app.services.batch_completion import BatchCompletion
-from app.services.batch_dispatch import TemplateCache
+from app.services.batch_items import TemplateCache
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.store.batches import BatchRepository
 from app.store.db import Database

@@ -14,13 +14,14 @@ from app.config import Settings
 from app.engine.results import CallResult, Cost
 from app.providers.base import Usage
 from app.ratelimit import RateLimitWaitExceeded
-from app.services.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY, TemplateCache
 from app.services.batch_intake import BatchIntake
+from app.services.batch_items import TemplateCache
 from app.store.batches import BatchRepository, NewBatch, NewItem
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, utcnow
 from tests.workers.in_process import in_process_runtime
 from workers import runner as runner_module
+from workers.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY
 from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, RUN_BATCH_ITEM
 from workers.runner import BatchSupport, JobRunner

@@ -11,15 +11,10 @@ import redis
 from celery import Celery
 
 from app.services.batch_completion import BatchCompletion
-from app.services.batch_dispatch import (
-    BatchCapacity,
-    BatchDispatcher,
-    DispatchPolicy,
-    ItemSender,
-    TemplateCache,
-)
+from app.services.batch_items import TemplateCache
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository
+from workers.batch_dispatch import BatchCapacity, BatchDispatcher, DispatchPolicy, ItemSender
 from workers.celery_app import RUN_BATCH_ITEM
 from workers.loop_pool import LoopTasks
 from workers.runner import BatchSupport, JobRunner

@@ -16,7 +16,6 @@ per publish costs several times the broker round trips of a batch of them (worke
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from celery import Celery
 from app.config import Settings
 from app.queue import BATCH_QUEUE, RUN_BATCH_ITEM
 from app.services.batch_completion import BatchCompletion
+from app.services.batch_items import BATCH_CANCELLED_ERROR
 from app.store import keys
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository
@@ -40,20 +40,6 @@ log = logging.getLogger("conveyor.batches")
 # limiter has no room within this long (the job returns to the queue; no attempt is counted).
 BATCH_PRIORITY = 0
 BATCH_MAX_RATE_WAIT = 60.0
-
-BATCH_CANCELLED_ERROR = {
-    "type": "BatchCancelled",
-    "message": "the batch was cancelled before this item ran",
-    "detail": "the item never ran and was not billed",
-    "status_code": 409,
-}
-
-BATCH_ABANDONED_ERROR = {
-    "type": "BatchCancelled",
-    "message": "the batch was cancelled while this item waited for rate-limit room or ran",
-    "detail": "its provider call, if any had been sent, was abandoned; the item was not billed",
-    "status_code": 409,
-}
 
 
 @dataclass(frozen=True)
@@ -161,26 +147,3 @@ class BatchDispatcher:
             self.items.unsend(job_ids)
             raise
         return len(job_ids)
-
-
-class TemplateCache:
-    """Batch templates by batch id, for the workers: a template never changes, so it is read once."""
-
-    def __init__(self, batches: BatchRepository, *, size: int = 256) -> None:
-        self.batches = batches
-        self.size = size
-        self._templates: dict[str, dict] = {}
-        self._lock = threading.Lock()
-
-    def get(self, batch_id: str) -> dict | None:
-        with self._lock:
-            found = self._templates.get(batch_id)
-        if found is not None:
-            return found
-        template = self.batches.template(batch_id)
-        if template is not None:
-            with self._lock:
-                if len(self._templates) >= self.size:
-                    self._templates.pop(next(iter(self._templates)))
-                self._templates[batch_id] = template
-        return template
