@@ -35,13 +35,13 @@ from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_items import TemplateCache
+from app.services.call_spans import spans_for_failure, spans_for_success
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
 from app.store import keys
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import Claim, Finish
-from app.store.spans import spans_for_failure, spans_for_success
 from app.store.tables import JobStatus, utcnow
 from workers.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY
 from workers.cancellation import Watch

@@ -33,6 +33,7 @@ from app.schemas.functions import FunctionCallRequest
 from app.schemas.jobs import DEFINITION_FIELDS, JobRequest
 from app.schemas.paging import Page
 from app.secrets import secret_box
+from app.services.call_spans import call_span
 from app.services.calls import CallService
 from app.services.idempotency import Accepted, IdempotencyGuard
 from app.services.waiter import Announcement, JobWaiter
@@ -44,7 +45,6 @@ from app.store.idempotency import KeyBinding
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobFilters, JobRecord, JobRepository
 from app.store.projects import ProjectRef
-from app.store.spans import call_span
 from app.store.tables import JobStatus
 from app.store.webhooks import DeliveryRecord, WebhookDeliveryRepository
 

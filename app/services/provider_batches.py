@@ -38,13 +38,13 @@ from app.errors import ConveyorError, TaskFailed
 from app.providers.batch_api import BatchIntent, BatchLine, LineResult, ProviderBatchAPI, RemoteBatch, batch_api_of
 from app.services.batch_completion import BatchCompletion
 from app.services.batch_items import TemplateCache
+from app.services.call_spans import spans_for_failure, spans_for_success
 from app.services.fewshot import EmptyDatasetMemo, select_examples
 from app.store.batches import BatchRepository
 from app.store.db import Database
 from app.store.job_records import Finish, JobRecord
 from app.store.jobs import JobRepository
 from app.store.provider_batches import ProviderBatchRecord, ProviderBatchRepository
-from app.store.spans import spans_for_failure, spans_for_success
 from app.store.tables import JobStatus, utcnow
 from app.store.tables_batches import BatchStatus
 from app.store.tables_provider_batches import ProviderBatchState
