@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from app.engine.streaming import StreamMessage
 from app.services.announcements import encode_ending
+from app.services.stream_messages import StreamMessage
 from app.store import keys
 from app.store.job_records import Claim, Finish
 from workers.claims import RunBlocking

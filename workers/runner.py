@@ -30,16 +30,16 @@ from celery import Celery
 
 from app.engine.executor import complete_task
 from app.engine.results import AttemptRecord, CallResult
-from app.engine.streaming import StreamMessage, complete_streaming
+from app.engine.streaming import complete_streaming
 from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_items import TemplateCache
 from app.services.call_spans import spans_for_failure, spans_for_success
 from app.services.fewshot import EmptyDatasetMemo, select_examples
+from app.services.stream_messages import StreamChannel
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
-from app.store import keys
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import Claim, Finish
 from app.store.tables import JobStatus, utcnow
@@ -236,21 +236,12 @@ class JobRunner:
                 priority=priority,
                 max_rate_wait=max_wait,
             )
-        channel = keys.job_stream_channel(job.id)
-
-        async def publish(message: StreamMessage) -> None:
-            # A lost delta must not fail the call: the API replays the stored answer if it misses the end.
-            try:
-                await self.runtime.async_redis.publish(channel, message.encode())
-            except Exception:
-                log.warning("could not publish a stream message", extra={"job_id": job.id}, exc_info=True)
-
         # A second delivery of the job may follow output its first worker streamed: it says so first.
         return await complete_streaming(
             task,
             deps,
             cache_scope=job.project_id,
-            publish=publish,
+            sink=StreamChannel(self.runtime.async_redis, job.id),
             restarted=job.delivery_attempts > 1,
             extra_examples=examples,
         )

@@ -10,16 +10,15 @@ cannot be taken back, so the rule for a stream is:
   schema) is followed, if another attempt comes, by a `reset` message and then that attempt's
   deltas, from the start. If nothing else comes, the stream ends with the call's error.
 
-`StreamMessage` is the wire format between the worker and the API (over Redis pub/sub); the API
-turns it into Opper SSE chunks.
+The engine knows no wire format: it reports to a `StreamSink`; the worker publishes what it is told as
+`StreamMessage`s (app/services/stream_messages.py), which the API turns into Opper SSE chunks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from app.engine.executor import EngineDeps, complete_task
 from app.engine.results import AttemptRecord, CallResult
@@ -36,43 +35,21 @@ class AttemptListener(Protocol):
     async def on_attempt_failed(self, record: AttemptRecord) -> None: ...
 
 
-@dataclass(frozen=True)
-class StreamMessage:
-    """`delta`: more output text. `reset`: discard the output so far, a new attempt follows (with the
-    reason). `end`: the job reached its final state, which is stored: read it there."""
+class StreamSink(Protocol):
+    """Where a streaming call's output goes: `delta` is more output text; `reset` means discard the output
+    so far, a new attempt follows (with the reason). The worker puts both on the wire
+    (app/services/stream_messages.py)."""
 
-    kind: Literal["delta", "reset", "end"]
-    text: str = ""
-    error_type: str | None = None
-    error_message: str | None = None
+    async def delta(self, text: str) -> None: ...
 
-    def encode(self) -> str:
-        if self.kind == "delta":
-            return json.dumps({"k": "delta", "t": self.text}, separators=(",", ":"))
-        if self.kind == "reset":
-            body = {"k": "reset", "type": self.error_type, "message": self.error_message}
-            return json.dumps(body, separators=(",", ":"))
-        return '{"k":"end"}'
-
-    @classmethod
-    def decode(cls, raw: str | bytes) -> StreamMessage:
-        data = json.loads(raw)
-        kind = data.get("k")
-        if kind == "delta":
-            return cls("delta", text=str(data.get("t") or ""))
-        if kind == "reset":
-            return cls("reset", error_type=data.get("type"), error_message=data.get("message"))
-        return cls("end")
-
-
-Publish = Callable[[StreamMessage], Awaitable[None]]
+    async def reset(self, error_type: str, message: str) -> None: ...
 
 
 class StreamPublisher:
     """An AttemptListener that publishes deltas, and a reset before a retry whose predecessor showed output."""
 
-    def __init__(self, publish: Publish, *, restarted: bool = False) -> None:
-        self._publish = publish
+    def __init__(self, sink: StreamSink, *, restarted: bool = False) -> None:
+        self._sink = sink
         self._showing = False  # the client holds output of an attempt that is still running or won
         # A redelivered job may have streamed from its first worker: owe the client a reset.
         self._owed_reset: tuple[str, str] | None = ("WorkerLost", RESTART_MESSAGE) if restarted else None
@@ -81,9 +58,9 @@ class StreamPublisher:
         if self._owed_reset is not None:
             error_type, message = self._owed_reset
             self._owed_reset = None
-            await self._publish(StreamMessage("reset", error_type=error_type, error_message=message))
+            await self._sink.reset(error_type, message)
         self._showing = True
-        await self._publish(StreamMessage("delta", text=text))
+        await self._sink.delta(text)
 
     async def on_attempt_failed(self, record: AttemptRecord) -> None:
         if self._showing or self._owed_reset is not None:
@@ -104,7 +81,7 @@ async def complete_streaming(
     deps: EngineDeps,
     *,
     cache_scope: str,
-    publish: Publish,
+    sink: StreamSink,
     restarted: bool = False,
     extra_examples: Sequence[Example] = (),
     priority: int = 1,
@@ -112,7 +89,7 @@ async def complete_streaming(
 ) -> CallResult:
     """`complete_task`, publishing the output as it is generated. Raises what `complete_task` raises
     (`RateLimitWaitExceeded` before anything was published: the first request is admitted first)."""
-    publisher = StreamPublisher(publish, restarted=restarted)
+    publisher = StreamPublisher(sink, restarted=restarted)
     result = await complete_task(
         task,
         deps,

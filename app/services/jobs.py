@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
-from app.engine.streaming import StreamMessage
 from app.errors import (
     AcceptedJobUnavailable,
     BadRequest,
@@ -36,6 +35,7 @@ from app.secrets import secret_box
 from app.services.call_spans import call_span
 from app.services.calls import CallService
 from app.services.idempotency import Accepted, IdempotencyGuard
+from app.services.stream_messages import StreamMessage
 from app.services.waiter import Announcement, JobWaiter
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
 from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets, seal_secrets

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from app.engine.streaming import StreamMessage
+from app.services.stream_messages import StreamMessage
 from app.store import keys
 
 log = logging.getLogger("conveyor.streams")

@@ -17,7 +17,6 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
-from app.engine.streaming import StreamMessage
 from app.engine.structured import resolve_local_ref
 from app.errors import ServiceUnavailable
 from app.schemas.calls import CallRequest
@@ -25,6 +24,7 @@ from app.schemas.functions import FunctionCallRequest
 from app.services.calls import CallService
 from app.services.json_deltas import JsonDeltaParser
 from app.services.stream_hub import StreamHub
+from app.services.stream_messages import StreamMessage
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobRecord, JobRepository

@@ -24,7 +24,7 @@ from app.engine.admission import estimate_request_tokens
 from app.engine.cache import RedisResultCache
 from app.engine.cost import PriceTable
 from app.engine.executor import EngineDeps, complete_task
-from app.engine.streaming import StreamMessage, complete_streaming
+from app.engine.streaming import complete_streaming
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import ProviderRateLimited, ProviderServerError, ProviderTimeout, TaskFailed
 from app.providers.base import CompletionRequest, Message, Provider, ResolvedModel, Usage
@@ -266,11 +266,15 @@ def test_concurrency_slots_are_held_per_request_and_freed_on_errors_and_cancella
 def test_streamed_calls_take_permits_too():
     model = fresh_model()
     provider = ScriptedProvider([GOOD, GOOD])
-    published: list[StreamMessage] = []
+    published: list[str] = []  # the deltas
     granted: list[float] = []
 
-    async def publish(message: StreamMessage) -> None:
-        published.append(message)
+    class Sink:
+        async def delta(self, text: str) -> None:
+            published.append(text)
+
+        async def reset(self, error_type: str, message: str) -> None:
+            pass
 
     async def scenario(limiter, client):
         acquire = limiter.acquire
@@ -283,14 +287,14 @@ def test_streamed_calls_take_permits_too():
         limiter.acquire = noting_grants
         deps = engine(provider, limiter)
         for _ in range(2):
-            await complete_streaming(task(model), deps, cache_scope="p", publish=publish, priority=0, max_rate_wait=5)
+            await complete_streaming(task(model), deps, cache_scope="p", sink=Sink(), priority=0, max_rate_wait=5)
 
     run({model: {"rpm": 60}}, scenario)
     # 60 rpm less the limiter's 50 ms of burst slack: Redis grants the second permit at least 0.95 s
     # after the first. The 0.1 s more allowed here is for the two answers reaching this process
     # unevenly late on a busy machine (a scheduling delay is absolute, whatever the rate).
     assert len(granted) == 2 and granted[1] - granted[0] >= 0.85
-    assert [m.text for m in published if m.kind == "delta"] == [GOOD, GOOD]
+    assert published == [GOOD, GOOD]
 
 
 def test_a_cache_hit_never_touches_the_limiter():

@@ -11,10 +11,11 @@ import pytest
 from app.engine.cache import RedisResultCache
 from app.engine.cost import PriceTable
 from app.engine.executor import EngineDeps
-from app.engine.streaming import StreamMessage, complete_streaming
+from app.engine.streaming import complete_streaming
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import ProviderConnectionError, ProviderServerError, TaskFailed
 from app.providers.base import Completion, CompletionRequest, StreamEvent, TextDelta, Usage
+from app.services.stream_messages import StreamMessage
 from tests.unit.scripted_provider import DictResolver, RecordingSleep, TickingClock
 
 SCHEMA = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
@@ -46,8 +47,13 @@ class StreamingProvider:
 def run(task: TaskSpec, providers: dict, *, restarted=False, cache=None):
     messages: list[StreamMessage] = []
 
-    async def publish(message: StreamMessage) -> None:
-        messages.append(StreamMessage.decode(message.encode()))  # through the wire format
+    class Sink:
+        async def delta(self, text: str) -> None:
+            messages.append(StreamMessage.decode(StreamMessage("delta", text=text).encode()))  # through the wire
+
+        async def reset(self, error_type: str, message: str) -> None:
+            reset = StreamMessage("reset", error_type=error_type, error_message=message)
+            messages.append(StreamMessage.decode(reset.encode()))
 
     deps = EngineDeps(
         resolver=DictResolver(providers),
@@ -57,7 +63,7 @@ def run(task: TaskSpec, providers: dict, *, restarted=False, cache=None):
         clock=TickingClock(),
     )
     try:
-        result = asyncio.run(complete_streaming(task, deps, cache_scope="p", publish=publish, restarted=restarted))
+        result = asyncio.run(complete_streaming(task, deps, cache_scope="p", sink=Sink(), restarted=restarted))
     except TaskFailed as exc:
         return exc, messages
     return result, messages
