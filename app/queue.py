@@ -1,4 +1,9 @@
-"""The queue port: queue names, task names and the message that puts a job on a queue.
+"""The queue port: queue names, task names, the messages, and the only ways onto the broker.
+
+Two ways in. `enqueue_job` serves the API's call path (below). `TaskQueue` serves everything that
+publishes from a thread: webhook dispatch, the batch dispatcher, the sweeper's re-sends and the
+runner's deferrals, through a Celery app's pooled producers (`broker_client` builds the app; the
+worker adds its consumer settings to the same app in workers/celery_app.py).
 
 `enqueue_job` writes the Celery (protocol 2) message for a job straight onto its Redis list from
 the caller's event loop: what `Celery.send_task` would write, without a thread hop, a pooled
@@ -18,10 +23,13 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from celery import Celery
 
+from app.config import Settings
 from app.metrics.families import JOBS_SUBMITTED, counter_field
 from app.observability import tracing
 from app.store import keys
@@ -95,3 +103,58 @@ async def enqueue_job(redis: aioredis.Redis, job_id: str) -> None:
     """Put an interactive job on its queue (kombu's Redis transport: LPUSH, consumers BRPOP), counted."""
     message = task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE, tracing.message_headers())
     await redis.eval(_PUSH_COUNTED, 2, INTERACTIVE_QUEUE, keys.METRICS_COUNTS, message, _SUBMITTED_INTERACTIVE)
+
+
+def broker_client(settings: Settings) -> Celery:
+    """A Celery app that publishes onto the broker: the settings every publisher needs. A worker's app
+    is this one with its consumer settings added (workers/celery_app.py)."""
+    app = Celery("conveyor", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        # Redis redelivers an unacked message after this long. It must exceed the longest a job may
+        # run, or a slow job would be started twice; fast recovery of crashed jobs is the sweeper's job.
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        task_default_queue=INTERACTIVE_QUEUE,
+        task_ignore_result=True,  # results live in the database, not in a Celery backend
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        # A worker outlives any Redis outage (Celery's default gives up after 100 attempts, ~50 min), and
+        # jobs running when the connection drops keep running: their results are written to the database
+        # and their messages acked once Redis is back (workers/broker.py); a redelivery meets the lease.
+        broker_connection_max_retries=None,
+        # Pooled broker connections for publishing. (None would *disable* the pool: a new connection and
+        # queue declaration per enqueued job, measured as a third of the API's CPU time per call.)
+        broker_pool_limit=64,
+    )
+    return app
+
+
+class TaskQueue:
+    """Puts jobs, batch items and webhook deliveries on their queues from a thread (Celery's `send_task`,
+    each message naming its task and queue here, nowhere else)."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def enqueue_jobs(self, job_ids: Sequence[str]) -> None:
+        """Interactive jobs, one message each (a job requeued or found stranded)."""
+        for job_id in job_ids:
+            self.celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
+
+    def enqueue_batch_items(self, job_ids: Sequence[str], *, countdown: float | None = None) -> None:
+        """Batch item messages, on one pooled producer for the lot."""
+        if not job_ids:
+            return
+        with self.celery.producer_or_acquire() as producer:
+            for job_id in job_ids:
+                self.celery.send_task(
+                    RUN_BATCH_ITEM, args=[job_id], queue=BATCH_QUEUE, countdown=countdown, producer=producer
+                )
+
+    def enqueue_webhook(self, delivery_id: str, token: str) -> None:
+        self.celery.send_task(DELIVER_WEBHOOK, args=[delivery_id, token], queue=WEBHOOK_QUEUE)
+
+    def defer(self, job_id: str, *, batch_item: bool, countdown: float) -> None:
+        """Run a job again in `countdown` seconds (the rate limiter had no room for it)."""
+        task, queue = (RUN_BATCH_ITEM, BATCH_QUEUE) if batch_item else (RUN_JOB, INTERACTIVE_QUEUE)
+        self.celery.send_task(task, args=[job_id], queue=queue, countdown=countdown)

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import redis
-from celery import Celery
 
 from app.config import Settings
-from app.queue import BATCH_QUEUE, RUN_BATCH_ITEM
+from app.queue import TaskQueue
 from app.services.batch_completion import BatchCompletion
 from app.services.batch_items import BATCH_CANCELLED_ERROR
 from app.store import keys
@@ -81,36 +79,20 @@ class BatchCapacity:
         return total
 
 
-class ItemSender:
-    """Batch item messages, on one pooled producer per round."""
-
-    def __init__(self, celery: Celery) -> None:
-        self.celery = celery
-
-    def send(self, job_ids: Sequence[str], *, countdown: float | None = None) -> None:
-        if not job_ids:
-            return
-        with self.celery.producer_or_acquire() as producer:
-            for job_id in job_ids:
-                self.celery.send_task(
-                    RUN_BATCH_ITEM, args=[job_id], queue=BATCH_QUEUE, countdown=countdown, producer=producer
-                )
-
-
 class BatchDispatcher:
     def __init__(
         self,
         items: BatchDispatchRepository,
         batches: BatchRepository,
         completion: BatchCompletion,
-        sender: ItemSender,
+        queue: TaskQueue,
         capacity: BatchCapacity,
         policy: DispatchPolicy,
     ) -> None:
         self.items = items
         self.batches = batches
         self.completion = completion
-        self.sender = sender
+        self.queue = queue
         self.capacity = capacity
         self.policy = policy
 
@@ -142,7 +124,7 @@ class BatchDispatcher:
 
     def _send(self, job_ids: list[str]) -> int:
         try:
-            self.sender.send(job_ids)
+            self.queue.enqueue_batch_items(job_ids)
         except Exception:
             self.items.unsend(job_ids)
             raise

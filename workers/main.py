@@ -15,6 +15,7 @@ from app.gc_tuning import tune_gc
 from app.logging import configure_logging
 from app.metrics.worker_server import serve_worker_metrics
 from app.observability import tracing
+from app.queue import TaskQueue
 from app.store import keys
 from app.store.db import run_migrations
 from app.store.job_recovery import JobRecovery
@@ -63,7 +64,8 @@ def run_worker(
     if migrate:
         run_migrations(settings.database_url, secret_key=settings.secret_key)
     app = make_celery(settings)
-    runtime = WorkerRuntime.build(settings, app)
+    queue = TaskQueue(app)
+    runtime = WorkerRuntime.build(settings, queue)
     runtime.start()
     runtime.counts.start_flusher(runtime.redis)
     if settings.worker_metrics_port is not None:
@@ -73,8 +75,8 @@ def run_worker(
     slots = concurrency or settings.worker_concurrency
     consumed = QUEUE_CHOICES[queues]
     member = f"{socket.gethostname()}:{os.getpid()}"
-    duties = batch_duties(runtime, app, member=member, slots=slots if BATCH_QUEUE in consumed else 0)
-    runner = JobRunner(runtime, celery=app, batches=batch_support(runtime, duties))
+    duties = batch_duties(runtime, queue, member=member, slots=slots if BATCH_QUEUE in consumed else 0)
+    runner = JobRunner(runtime, queue=queue, batches=batch_support(runtime, duties))
     loop_tasks = LoopTasks(runtime.loop)
     register_call_tasks(app, loop_tasks, runner)
     register_batch_tasks(app, loop_tasks, runner)
@@ -86,7 +88,7 @@ def run_worker(
     register_webhook_tasks(app, runtime)
     sweeper = LeaseSweeper(
         JobRecovery(runtime.db),
-        app,
+        queue,
         settings.sweep_interval_seconds,
         deliveries=runtime.deliveries,
         dispatcher=runtime.dispatcher,

@@ -26,13 +26,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from celery import Celery
-
 from app.engine.executor import complete_task
 from app.engine.results import AttemptRecord, CallResult
 from app.engine.streaming import complete_streaming
 from app.engine.task import task_from_dict
 from app.errors import ConveyorError, TaskFailed
+from app.queue import TaskQueue
 from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_items import TemplateCache
 from app.services.call_spans import spans_for_failure, spans_for_success
@@ -45,7 +44,6 @@ from app.store.job_records import Claim, Finish
 from app.store.tables import JobStatus, utcnow
 from workers.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY
 from workers.cancellation import Watch
-from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, RUN_BATCH_ITEM, RUN_JOB
 from workers.claims import ClaimBatcher
 from workers.endings import Ending, EndingWriter
 from workers.grouped import Grouped
@@ -91,11 +89,11 @@ class JobCancelled(Exception):
 
 class JobRunner:
     def __init__(
-        self, runtime: WorkerRuntime, *, celery: Celery | None = None, batches: BatchSupport | None = None
+        self, runtime: WorkerRuntime, *, queue: TaskQueue | None = None, batches: BatchSupport | None = None
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.celery = celery
+        self.queue = queue
         self.batches = batches
         self.empty_datasets = EmptyDatasetMemo()  # touched only on the runtime's event loop
         self.claims = ClaimBatcher(self._claim_many, self._claim_one, self._blocking)
@@ -160,12 +158,11 @@ class JobRunner:
         due = utcnow() + timedelta(seconds=countdown) if job.batch_id else None
         if self.runtime.jobs.release(job.id, claim.token, redispatch_at=due) is None:
             return
-        task, queue = (RUN_BATCH_ITEM, BATCH_QUEUE) if job.batch_id else (RUN_JOB, INTERACTIVE_QUEUE)
         log.info("no rate-limit room; job goes back to the queue", extra={"job_id": job.id, "countdown": countdown})
         try:
-            if self.celery is None:
-                raise RuntimeError("this runner has no Celery app to re-enqueue with")
-            self.celery.send_task(task, args=[job.id], queue=queue, countdown=countdown)
+            if self.queue is None:
+                raise RuntimeError("this runner has no queue to re-enqueue with")
+            self.queue.defer(job.id, batch_item=job.batch_id is not None, countdown=countdown)
         except Exception:  # a batch item is sent again by the dispatcher once its message counts as lost
             log.error("could not re-enqueue a deferred job", extra={"job_id": job.id}, exc_info=True)
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
-from celery import Celery
 
 from app.config import Settings
 from app.engine.cache import RedisResultCache
@@ -17,6 +16,7 @@ from app.metrics.models import ModelLabels
 from app.metrics.worker import WorkerCounts
 from app.observability import tracing
 from app.providers.registry import ProviderRegistry
+from app.queue import TaskQueue
 from app.ratelimit import RateLimitConfig, RateLimiter
 from app.secrets import secret_box
 from app.services.model_catalog import ModelCatalog
@@ -50,7 +50,7 @@ class WorkerRuntime:
     counts: WorkerCounts  # this process's share of the cluster's metrics (app/metrics/worker.py)
 
     @classmethod
-    def build(cls, settings: Settings, celery: Celery) -> WorkerRuntime:
+    def build(cls, settings: Settings, queue: TaskQueue) -> WorkerRuntime:
         # Jobs hold a connection only around claim/renew/finish (on `blocking`), so the pool stays small.
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         loop = EventLoopThread()
@@ -84,7 +84,7 @@ class WorkerRuntime:
             cancels=CancelWatcher(async_redis, loop),
             blocking=ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="conveyor-db"),
             deliveries=deliveries,
-            dispatcher=WebhookDispatcher(deliveries, celery),
+            dispatcher=WebhookDispatcher(deliveries, queue),
             webhook_sender=WebhookSender(
                 client, schedule=settings.webhook_retry_delays, box=secret_box(settings.secret_key)
             ),

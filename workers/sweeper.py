@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
-from celery import Celery
 
+from app.queue import TaskQueue
 from app.services.webhook_delivery import WebhookDispatcher
 from app.store import keys, redis_locks
 from app.store.job_recovery import JobRecovery
 from app.store.tables import utcnow
 from app.store.webhooks import WebhookDeliveryRepository
-from workers.batch_dispatch import BatchCapacity, BatchDispatcher, ItemSender
-from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB
+from workers.batch_dispatch import BatchCapacity, BatchDispatcher
 
 log = logging.getLogger("conveyor.sweeper")
 
@@ -85,7 +84,7 @@ class LeaseSweeper:
     def __init__(
         self,
         recovery: JobRecovery,
-        celery: Celery,
+        queue: TaskQueue,
         interval_seconds: float,
         *,
         deliveries: WebhookDeliveryRepository | None = None,
@@ -96,7 +95,7 @@ class LeaseSweeper:
     ) -> None:
         self.recovery = recovery
         self.stranded_after = stranded_after
-        self.celery = celery
+        self.queue = queue
         self.interval = interval_seconds
         self.deliveries = deliveries
         self.dispatcher = dispatcher
@@ -113,18 +112,15 @@ class LeaseSweeper:
 
     def sweep_once(self) -> list[str]:
         requeued = self.recovery.requeue_expired_jobs()
-        for job in requeued:
-            if job.batch_id is None:
-                self.celery.send_task(RUN_JOB, args=[job.id], queue=INTERACTIVE_QUEUE)
-        ItemSender(self.celery).send([job.id for job in requeued if job.batch_id is not None])
+        self.queue.enqueue_jobs([job.id for job in requeued if job.batch_id is None])
+        self.queue.enqueue_batch_items([job.id for job in requeued if job.batch_id is not None])
         if requeued:
             log.warning("requeued jobs whose lease expired", extra={"count": len(requeued)})
         return [job.id for job in requeued]
 
     def resend_stranded_once(self) -> int:
         stranded = self.recovery.resend_stranded(queued_before=utcnow() - self.stranded_after)
-        for job_id in stranded:
-            self.celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
+        self.queue.enqueue_jobs(stranded)
         if stranded:
             log.warning("sent again the messages of jobs queued too long", extra={"count": len(stranded)})
         return len(stranded)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import redis.asyncio as aioredis
-from celery import Celery
 
 from app.config import Settings
 from app.providers.registry import ProviderRegistry
+from app.queue import TaskQueue, broker_client
 from app.services.batch_completion import BatchCompletion
 from app.services.batches import BatchService
 from app.services.calls import CallService
@@ -31,7 +31,6 @@ from app.store.jobs import JobRepository
 from app.store.projects import DEFAULT_PROJECT, ProjectRepository
 from app.store.spans import SpanRepository
 from app.store.webhooks import WebhookDeliveryRepository
-from workers.celery_app import make_celery
 
 
 @dataclass
@@ -39,7 +38,7 @@ class AppState:
     settings: Settings
     db: Database
     redis: aioredis.Redis
-    celery: Celery
+    queue: TaskQueue
     registry: ProviderRegistry
     projects: ProjectRepository
     functions: FunctionRepository
@@ -56,7 +55,7 @@ class AppState:
     def build(cls, settings: Settings) -> AppState:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         redis = aioredis.Redis.from_url(settings.redis_url)
-        celery = make_celery(settings)
+        queue = TaskQueue(broker_client(settings))
         catalog = ModelCatalog.from_settings(db, settings)
         registry = ProviderRegistry(settings, custom_models=catalog.load_custom)
         functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
@@ -73,7 +72,7 @@ class AppState:
             calls=calls,
             jobs=jobs,
             deliveries=deliveries,
-            dispatcher=WebhookDispatcher(deliveries, celery),
+            dispatcher=WebhookDispatcher(deliveries, queue),
             guard=guard,
             waiter=waiter,
             redis=redis,
@@ -85,14 +84,14 @@ class AppState:
             batches=batches,
             jobs=jobs,
             guard=guard,
-            completion=BatchCompletion(batches, WebhookDispatcher(deliveries, celery)),
+            completion=BatchCompletion(batches, WebhookDispatcher(deliveries, queue)),
             redis=redis,
         )
         return cls(
             settings=settings,
             db=db,
             redis=redis,
-            celery=celery,
+            queue=queue,
             registry=registry,
             projects=ProjectRepository(db),
             functions=functions,

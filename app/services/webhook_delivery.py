@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from celery import Celery
 
 from app.errors import BadRequest
-from app.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE
+from app.queue import TaskQueue
 from app.secrets import SecretBox, SecretUnreadable
 from app.services.webhooks import open_secrets, parse_webhook_url, retry_delay, webhook_headers
 from app.store.tables import utcnow
@@ -32,22 +31,22 @@ DISPATCH_GRACE = timedelta(minutes=2)
 class WebhookDispatcher:
     """Puts deliveries on the webhook queue: right after they are written, and when their retry is due."""
 
-    def __init__(self, deliveries: WebhookDeliveryRepository, celery: Celery, *, grace: timedelta = DISPATCH_GRACE):
+    def __init__(self, deliveries: WebhookDeliveryRepository, queue: TaskQueue, *, grace: timedelta = DISPATCH_GRACE):
         self.deliveries = deliveries
-        self.celery = celery
+        self.queue = queue
         self.grace = grace
 
     def dispatch(self, delivery_id: str) -> bool:
         dispatch = self.deliveries.dispatch(delivery_id, grace=self.grace)
         if dispatch is None:
             return False
-        self.celery.send_task(DELIVER_WEBHOOK, args=[dispatch.delivery_id, dispatch.token], queue=WEBHOOK_QUEUE)
+        self.queue.enqueue_webhook(dispatch.delivery_id, dispatch.token)
         return True
 
     def dispatch_due(self) -> int:
         dispatched = self.deliveries.dispatch_due(grace=self.grace)
         for dispatch in dispatched:
-            self.celery.send_task(DELIVER_WEBHOOK, args=[dispatch.delivery_id, dispatch.token], queue=WEBHOOK_QUEUE)
+            self.queue.enqueue_webhook(dispatch.delivery_id, dispatch.token)
         return len(dispatched)
 
 

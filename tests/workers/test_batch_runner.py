@@ -13,6 +13,7 @@ import pytest
 from app.config import Settings
 from app.engine.results import CallResult, Cost
 from app.providers.base import Usage
+from app.queue import TaskQueue
 from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_intake import BatchIntake
 from app.services.batch_items import TemplateCache
@@ -65,7 +66,7 @@ def setup(tmp_path):
         result = BatchIntake(batches).run(new, [NewItem("a", {"q": 1}, {"k": "v"})], skip_invalid=False)
         celery, relay = SentTasks(), Kicks()
         support = BatchSupport(TemplateCache(batches), relay)
-        yield JobRunner(runtime, celery=celery, batches=support), result, batches, celery, relay
+        yield JobRunner(runtime, queue=TaskQueue(celery), batches=support), result, batches, celery, relay
 
 
 def test_a_batch_item_without_rate_limit_room_goes_back_to_the_queue(setup, monkeypatch):

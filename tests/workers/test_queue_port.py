@@ -11,7 +11,17 @@ import redis
 import redis.asyncio as aioredis
 
 from app.config import Settings
-from app.queue import INTERACTIVE_QUEUE, RUN_JOB, enqueue_job
+from app.queue import (
+    BATCH_QUEUE,
+    DELIVER_WEBHOOK,
+    INTERACTIVE_QUEUE,
+    RUN_BATCH_ITEM,
+    RUN_JOB,
+    WEBHOOK_QUEUE,
+    TaskQueue,
+    broker_client,
+    enqueue_job,
+)
 from workers.celery_app import make_celery
 
 PER_MESSAGE = {("headers", "id"), ("headers", "root_id"), ("headers", "origin"), ("properties", "correlation_id")}
@@ -48,3 +58,36 @@ def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
     assert differing <= PER_MESSAGE | {("body",)}, differing
     assert json.loads(base64.b64decode(mine["body"])) == json.loads(base64.b64decode(theirs["body"]))
     assert mine["headers"]["id"] == mine["headers"]["root_id"] == mine["properties"]["correlation_id"]
+
+
+def taken(client: redis.Redis, queue: str) -> list[tuple[str, list, bool]]:
+    """Each message on `queue`, oldest first: its task, its arguments, whether it carries an ETA."""
+    found = []
+    while (raw := client.rpop(queue)) is not None:
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        found.append((message["headers"]["task"], args, message["headers"]["eta"] is not None))
+    return found
+
+
+def test_the_task_queue_puts_each_message_on_its_own_queue(redis_db_url):
+    url = redis_db_url
+    queue = TaskQueue(broker_client(Settings(_env_file=None, redis_url=url)))
+    queue.enqueue_jobs(["job-1", "job-2"])
+    queue.enqueue_batch_items(["item-1", "item-2"])
+    queue.enqueue_batch_items([])
+    queue.enqueue_webhook("delivery-1", "token-1")
+    queue.defer("job-3", batch_item=False, countdown=5)
+    queue.defer("item-3", batch_item=True, countdown=5)
+    client = redis.Redis.from_url(url)
+    assert taken(client, INTERACTIVE_QUEUE) == [
+        (RUN_JOB, ["job-1"], False),
+        (RUN_JOB, ["job-2"], False),
+        (RUN_JOB, ["job-3"], True),
+    ]
+    assert taken(client, BATCH_QUEUE) == [
+        (RUN_BATCH_ITEM, ["item-1"], False),
+        (RUN_BATCH_ITEM, ["item-2"], False),
+        (RUN_BATCH_ITEM, ["item-3"], True),
+    ]
+    assert taken(client, WEBHOOK_QUEUE) == [(DELIVER_WEBHOOK, ["delivery-1", "token-1"], False)]

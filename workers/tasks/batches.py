@@ -10,11 +10,12 @@ from __future__ import annotations
 import redis
 from celery import Celery
 
+from app.queue import TaskQueue
 from app.services.batch_completion import BatchCompletion
 from app.services.batch_items import TemplateCache
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository
-from workers.batch_dispatch import BatchCapacity, BatchDispatcher, DispatchPolicy, ItemSender
+from workers.batch_dispatch import BatchCapacity, BatchDispatcher, DispatchPolicy
 from workers.celery_app import RUN_BATCH_ITEM
 from workers.loop_pool import LoopTasks
 from workers.runner import BatchSupport, JobRunner
@@ -26,7 +27,7 @@ def register_batch_tasks(app: Celery, tasks: LoopTasks, runner: JobRunner) -> No
     tasks.register(app, RUN_BATCH_ITEM, runner.run_async)
 
 
-def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, slots: int) -> BatchDuties:
+def batch_duties(runtime: WorkerRuntime, queue: TaskQueue, *, member: str, slots: int) -> BatchDuties:
     """The dispatcher this worker's sweeper runs rounds of (and its capacity registration)."""
     batches = BatchRepository(runtime.db)
     capacity = BatchCapacity(runtime.redis)
@@ -34,7 +35,7 @@ def batch_duties(runtime: WorkerRuntime, app: Celery, *, member: str, slots: int
         BatchDispatchRepository(runtime.db),
         batches,
         BatchCompletion(batches, runtime.dispatcher),
-        ItemSender(app),
+        queue,
         capacity,
         DispatchPolicy.from_settings(runtime.settings),
     )
