@@ -70,7 +70,7 @@ class WorkerRuntime:
         )
         counts = WorkerCounts(ModelLabels.of(settings, deps.prices, registry.known_prefixes()))
         limiter.on_wait = counts.rate_wait
-        registry.publish_prices_to(deps.prices)  # custom models bill at their own prices, as they load
+        registry.on_custom_model_loaded(deps.prices.set_custom_model_price)  # custom models bill at their prices
         deliveries = WebhookDeliveryRepository(db)
         client = webhook_client(settings.webhook_timeout_seconds, allow_private=settings.allow_private_webhooks)
         return cls(

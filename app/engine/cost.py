@@ -17,6 +17,7 @@ from typing import Any
 
 from app.engine.results import Cost
 from app.providers.base import Usage
+from app.providers.custom import CustomModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,18 @@ class PriceTable:
             raise ValueError(f"set_price takes an exact model name, not the pattern {price.name!r}")
         self._exact[price.name] = price
         self._warned.discard(price.name)
+
+    def set_custom_model_price(self, config: CustomModelConfig) -> None:
+        """A custom model's own prices (per token in its config), as a worker loads the model."""
+        self.set_price(
+            ModelPrice(
+                name=config.model_name,
+                input_per_million=config.input_cost_per_token * 1_000_000,
+                output_per_million=config.output_cost_per_token * 1_000_000,
+                hosting_provider="custom",
+                location="custom",
+            )
+        )
 
     def models(self) -> list[ModelPrice]:
         """Every entry, exact names first then patterns, each sorted by name (for `/v2/models`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -94,12 +95,19 @@ class Provider(Protocol):
 class ResolvedModel:
     """Where a model name goes: the adapter to use and the provider-side model id to send.
 
-    `provider_key_id` names the provider API key the requests go out with (`app.ratelimit.provider_key_id`,
+    `provider_key_id` names the provider API key the requests go out with (`provider_key_id` below,
     "" when there is none): providers count their limits per key, so the rate limiter does too."""
 
     provider: Provider
     model_id: str
     provider_key_id: str = ""
+
+
+def provider_key_id(api_key: str) -> str:
+    """A short, stable, non-reversible id of a provider API key: separate keys, separate budgets."""
+    if not api_key:
+        return ""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 class ModelResolver(Protocol):

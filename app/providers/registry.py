@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from app.config import Settings
-from app.engine.cost import ModelPrice, PriceTable
 from app.errors import BadRequest
 from app.providers.anthropic import AnthropicProvider
-from app.providers.base import Provider, ResolvedModel
+from app.providers.base import Provider, ResolvedModel, provider_key_id
 from app.providers.custom import (
     CUSTOM_PREFIX,
     CustomModelCache,
@@ -26,7 +25,6 @@ from app.providers.embeddings import EmbeddingsClient, OpenAIEmbeddings
 from app.providers.http_client import ProviderHTTPClient
 from app.providers.missing_key import MissingKeyProvider
 from app.providers.openai import OpenAIProvider
-from app.ratelimit.limits import provider_key_id
 
 ProviderFactory = Callable[[ProviderHTTPClient], Provider]
 """Builds one adapter on the registry's shared client (closures carry base URLs and keys)."""
@@ -69,7 +67,7 @@ class ProviderRegistry:
         self._factories: dict[str, ProviderFactory] = {}
         self._key_ids: dict[str, str] = {}
         self._embeddings: dict[str, EmbeddingsFactory] = {}
-        self._prices: PriceTable | None = None
+        self._custom_model_listener: Callable[[CustomModelConfig], None] | None = None
         self._scopes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopScope] = weakref.WeakKeyDictionary()
         # Resolved outside any loop (validation, sync code): its client binds to whichever loop uses it.
         self._unbound: _LoopScope | None = None
@@ -110,7 +108,7 @@ class ProviderRegistry:
         self.custom_models: CustomModelCache | None = None
         if custom_models is not None:
             cache = CustomModelCache(
-                custom_models, ttl_seconds=s.custom_model_cache_seconds, on_load=self._publish_price
+                custom_models, ttl_seconds=s.custom_model_cache_seconds, on_load=self._custom_model_loaded
             )
             self.custom_models = cache
             # No key id: `custom/<id>` is a rate-limit scope of its own, and its key is known only once loaded.
@@ -134,21 +132,14 @@ class ProviderRegistry:
     def known_prefixes(self) -> list[str]:
         return sorted(self._factories)
 
-    def publish_prices_to(self, prices: PriceTable) -> None:
-        """Register each custom model's prices in `prices` as it loads, so the engine bills them."""
-        self._prices = prices
+    def on_custom_model_loaded(self, listener: Callable[[CustomModelConfig], None]) -> None:
+        """Tell `listener` each custom model's config as it loads. The worker passes its price table's
+        `set_custom_model_price`, so custom models bill at their own prices; the registry knows no prices."""
+        self._custom_model_listener = listener
 
-    def _publish_price(self, config: CustomModelConfig) -> None:
-        if self._prices is not None:
-            self._prices.set_price(
-                ModelPrice(
-                    name=config.model_name,
-                    input_per_million=config.input_cost_per_token * 1_000_000,
-                    output_per_million=config.output_cost_per_token * 1_000_000,
-                    hosting_provider="custom",
-                    location="custom",
-                )
-            )
+    def _custom_model_loaded(self, config: CustomModelConfig) -> None:
+        if self._custom_model_listener is not None:
+            self._custom_model_listener(config)
 
     def _split(self, model_name: str) -> tuple[str, str]:
         """Split on the first `/` only: model ids may themselves contain `/`, `?`, `=` or `&`."""

@@ -12,7 +12,6 @@ from app.ratelimit.limits import (
     RateLimitConfig,
     RateLimitConfigError,
     estimate_tokens,
-    provider_key_id,
 )
 
 __all__ = [
@@ -25,5 +24,4 @@ __all__ = [
     "RateLimitWaitExceeded",
     "RateLimiter",
     "estimate_tokens",
-    "provider_key_id",
 ]

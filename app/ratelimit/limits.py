@@ -16,7 +16,6 @@ rule with none (`{}`) still makes the model coordinate provider 429 pauses acros
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,13 +124,6 @@ def _parse_limits(pattern: str, value: Any) -> ModelLimits:
                 f"{SETTING}: model {pattern!r}: {key!r} must be a positive integer or null, got {number!r}"
             )
     return ModelLimits(rpm=value.get("rpm"), tpm=value.get("tpm"), concurrency=value.get("concurrency"))
-
-
-def provider_key_id(api_key: str) -> str:
-    """A short, stable, non-reversible id of a provider API key: separate keys, separate budgets."""
-    if not api_key:
-        return ""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 def estimate_tokens(messages_text: str, max_output_tokens: int | None) -> int:

@@ -244,7 +244,7 @@ def test_custom_model_runs_on_its_endpoint_with_its_key_and_prices(stack, key, f
     assert config.api_key == API_KEY and config.identifier == "llama-local"
     registry = ProviderRegistry(stack.settings, custom_models=catalog.load_custom)
     deps = EngineDeps(resolver=registry, prices=PriceTable.from_path(None))
-    registry.publish_prices_to(deps.prices)
+    registry.on_custom_model_loaded(deps.prices.set_custom_model_price)
     models = catalog.expand(project_of(stack, key), (ModelSpec("priced"),))
     task = TaskSpec(name="t", input="Say hi", models=models)
 

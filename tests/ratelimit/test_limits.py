@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from app.providers.base import provider_key_id
 from app.ratelimit import (
     DEFAULT_OUTPUT_TOKENS,
     ModelLimits,
     RateLimitConfig,
     RateLimitConfigError,
     estimate_tokens,
-    provider_key_id,
 )
 
 CONFIG = """{

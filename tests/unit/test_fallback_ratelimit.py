@@ -27,9 +27,9 @@ from app.engine.executor import EngineDeps, complete_task
 from app.engine.streaming import complete_streaming
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import ProviderRateLimited, ProviderServerError, ProviderTimeout, TaskFailed
-from app.providers.base import CompletionRequest, Message, Provider, ResolvedModel, Usage
+from app.providers.base import CompletionRequest, Message, Provider, ResolvedModel, Usage, provider_key_id
 from app.providers.registry import ProviderRegistry
-from app.ratelimit import RateLimitConfig, RateLimiter, RateLimitWaitExceeded, provider_key_id
+from app.ratelimit import RateLimitConfig, RateLimiter, RateLimitWaitExceeded
 from app.store import keys
 from tests.ratelimit.conftest import max_in_window
 from tests.unit.scripted_provider import RecordingSleep, ScriptedProvider

@@ -124,7 +124,7 @@ def test_cache_turns_loader_failures_into_provider_errors():
 def test_registry_publishes_custom_prices_to_the_engine_table():
     registry = ProviderRegistry(Settings(_env_file=None), custom_models=lambda _: CONFIG)
     prices = PriceTable.from_path(None)
-    registry.publish_prices_to(prices)
+    registry.on_custom_model_loaded(prices.set_custom_model_price)
     assert registry.custom_models is not None
     asyncio.run(registry.custom_models.get("m1"))
     cost = prices.cost("custom/m1", Usage(input_tokens=1000, output_tokens=500))
