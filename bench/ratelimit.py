@@ -29,6 +29,7 @@ from app.errors import ProviderRateLimited
 from app.providers.base import CompletionRequest, Message
 from app.providers.registry import ProviderRegistry
 from app.ratelimit import RateLimitConfig, RateLimiter, estimate_tokens
+from app.store import keys
 from bench.harness import ROOT, print_table
 from tests.fakeprovider import start_fake_provider_process
 
@@ -42,7 +43,7 @@ async def client_process(args: argparse.Namespace) -> dict[str, float]:
     registry = ProviderRegistry(Settings(_env_file=None, fake_provider_url=args.fake_url))
     resolved = registry.resolve(args.model)
     client = aioredis.Redis.from_url(args.redis_url)
-    limiter = RateLimiter(client, RateLimitConfig.parse(args.limits)) if args.limits else None
+    limiter = RateLimiter(client, RateLimitConfig.parse(args.limits), key_names=keys) if args.limits else None
     remaining = args.calls
     rate_limited = 0
     waited = 0.0

@@ -22,6 +22,7 @@ from app.secrets import secret_box
 from app.services.model_catalog import ModelCatalog
 from app.services.webhook_delivery import WebhookDispatcher, WebhookSender
 from app.services.webhook_network import webhook_client
+from app.store import keys
 from app.store.db import Database
 from app.store.jobs import JobRepository
 from app.store.webhooks import WebhookDeliveryRepository
@@ -59,12 +60,15 @@ class WorkerRuntime:
         registry = ProviderRegistry(settings, custom_models=ModelCatalog.from_settings(db, settings).load_custom)
         # Runs on the loop's client, like every other coroutine of the process; slots are leased like jobs.
         limiter = RateLimiter(
-            async_redis, RateLimitConfig.parse(settings.rate_limits), lease_seconds=settings.job_lease_seconds
+            async_redis,
+            RateLimitConfig.parse(settings.rate_limits),
+            key_names=keys,
+            lease_seconds=settings.job_lease_seconds,
         )
         deps = EngineDeps.from_settings(
             settings,
             resolver=registry,
-            cache=RedisResultCache(async_redis),
+            cache=RedisResultCache(async_redis, key_names=keys),
             rate_limiter=limiter,
             observer=tracing.attempt_observer(),  # None unless tracing is on
         )

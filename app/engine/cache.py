@@ -18,7 +18,6 @@ from app.engine.results import AttemptRecord, CallResult, Cost
 from app.engine.structured import canonical_json
 from app.engine.task import TaskSpec
 from app.providers.base import Usage
-from app.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +53,31 @@ class ResultCache(Protocol):
     async def set(self, scope: str, key: str, result: CallResult, ttl: int) -> None: ...
 
 
+class CacheKeyNames(Protocol):
+    """How the cache's Redis keys are spelled (app/store/keys.py, passed in: the engine knows no store)."""
+
+    def result_cache(self, scope: str, digest: str) -> str: ...
+
+
 class RedisResultCache:
     """`ResultCache` on Redis: one JSON string per result, expiring after the task's TTL."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, key_names: CacheKeyNames) -> None:
         self.redis = redis
+        self.key_names = key_names
 
     async def get(self, scope: str, key: str) -> CallResult | None:
-        raw = await self.redis.get(keys.result_cache(scope, key))
+        raw = await self.redis.get(self.key_names.result_cache(scope, key))
         if raw is None:
             return None
         try:
             return call_result_from_json(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         except (ValueError, KeyError, TypeError) as err:  # an entry from another version: recompute
-            log.warning("unreadable cache entry %s: %s", keys.result_cache(scope, key), err)
+            log.warning("unreadable cache entry %s: %s", self.key_names.result_cache(scope, key), err)
             return None
 
     async def set(self, scope: str, key: str, result: CallResult, ttl: int) -> None:
-        await self.redis.set(keys.result_cache(scope, key), call_result_to_json(result), ex=max(1, int(ttl)))
+        await self.redis.set(self.key_names.result_cache(scope, key), call_result_to_json(result), ex=max(1, int(ttl)))
 
 
 # --- serialisation ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A global, token-aware rate limiter in Redis: requests per minute, tokens per minute and concurrency
 per model and provider key, shared by every process (see `app.ratelimit.lua` for the algorithms).
 
-    limiter = RateLimiter(aioredis.Redis.from_url(url), RateLimitConfig.parse(settings.rate_limits))
+    limiter = RateLimiter(redis, RateLimitConfig.parse(settings.rate_limits), key_names=app.store.keys)
     permit = await limiter.acquire("openai/gpt-4o-mini", estimated_tokens=900, provider_key_id=key_id)
     try:
         completion = await provider.complete(request)          # permit.keep_alive() for long calls
@@ -22,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,7 +32,6 @@ from app.errors import ConveyorError
 from app.ratelimit import lua
 from app.ratelimit.limits import ModelLimits, RateLimitConfig
 from app.ratelimit.waitline import WaitLine
-from app.store import keys
 
 log = logging.getLogger("conveyor.ratelimit")
 
@@ -116,6 +116,14 @@ class Permit:
                 log.warning("renewing a rate-limit slot failed", extra={"model": self.model}, exc_info=True)
 
 
+class RateLimitKeyNames(Protocol):
+    """How the limiter's Redis keys are spelled (app/store/keys.py, passed in)."""
+
+    def rate_limit_budget(self, scope: str) -> str: ...
+
+    def rate_limit_slots(self, scope: str) -> str: ...
+
+
 class RateLimiter:
     """Admits provider requests within the configured budgets; use one instance per event loop."""
 
@@ -124,6 +132,7 @@ class RateLimiter:
         redis: aioredis.Redis,
         config: RateLimitConfig,
         *,
+        key_names: RateLimitKeyNames,
         lease_seconds: float = 60.0,
         burst_seconds: float = 0.05,
         poll_seconds: float = 0.02,
@@ -138,6 +147,7 @@ class RateLimiter:
         recovers linearly to the full rate over this many seconds after the Retry-After pause.
         `on_wait(model, seconds)`: told each permit of a limited model and how long it waited (metrics)."""
         self.config = config
+        self.key_names = key_names
         self.lease_seconds = lease_seconds
         self.burst_seconds = burst_seconds
         self.poll_seconds = poll_seconds
@@ -233,7 +243,7 @@ class RateLimiter:
             self.poll_seconds,
             self.recovery_seconds,
         ]
-        call = asyncio.ensure_future(self._acquire(keys=_keys(scope), args=args))
+        call = asyncio.ensure_future(self._acquire(keys=self._keys(scope), args=args))
         permit = Permit(model, provider_key_id, estimated_tokens, limits, slot_id, _limiter=self)
         try:
             # Shielded: if our caller is cancelled after Redis granted, the grant is handed back.
@@ -252,7 +262,7 @@ class RateLimiter:
         (configure it with `{}` to coordinate its 429 pauses without budgets)."""
         if self.config.for_model(model, provider_key_id) is None:
             return None
-        budget = keys.rate_limit_budget(_scope(model, provider_key_id))
+        budget = self.key_names.rate_limit_budget(_scope(model, provider_key_id))
         pause, factor = await self._penalize(
             keys=[budget], args=[max(0.0, retry_after), self.recovery_seconds, self.min_rate_factor]
         )
@@ -265,7 +275,7 @@ class RateLimiter:
         scope = _scope(permit.model, permit.provider_key_id)
         try:
             await self._release_script(
-                keys=_keys(scope), args=[permit.slot_id, limits.tpm or 0, delta, self.recovery_seconds]
+                keys=self._keys(scope), args=[permit.slot_id, limits.tpm or 0, delta, self.recovery_seconds]
             )
         except Exception:
             log.warning("releasing a rate-limit permit failed", extra={"model": permit.model}, exc_info=True)
@@ -274,8 +284,11 @@ class RateLimiter:
             line.released.set()
 
     async def _renew(self, permit: Permit) -> bool:
-        slots = keys.rate_limit_slots(_scope(permit.model, permit.provider_key_id))
+        slots = self.key_names.rate_limit_slots(_scope(permit.model, permit.provider_key_id))
         return bool(int(await self._renew_script(keys=[slots], args=[permit.slot_id, self.lease_seconds])))
+
+    def _keys(self, scope: str) -> list[str]:
+        return [self.key_names.rate_limit_budget(scope), self.key_names.rate_limit_slots(scope)]
 
     def _forget_if_idle(self, scope: str, line: WaitLine) -> None:
         if line.idle and self._lines.get(scope) is line:
@@ -284,10 +297,6 @@ class RateLimiter:
 
 def _scope(model: str, provider_key_id: str) -> str:
     return f"{model}|{provider_key_id}"
-
-
-def _keys(scope: str) -> list[str]:
-    return [keys.rate_limit_budget(scope), keys.rate_limit_slots(scope)]
 
 
 def _text(value: bytes | str) -> str:

@@ -21,7 +21,6 @@ from app.store import keys
 log = logging.getLogger("conveyor.streams")
 
 CONFIRM_TIMEOUT = 5.0
-_IDLE_CHANNEL = f"{keys.PREFIX}:streams:idle"  # keeps the connection subscribed while no stream is open
 
 
 class StreamHub:
@@ -69,7 +68,7 @@ class StreamHub:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(_IDLE_CHANNEL, *self._queues)
+                await pubsub.subscribe(keys.STREAMS_IDLE_CHANNEL, *self._queues)
                 self._pubsub = pubsub
                 backoff = 0.1
                 async for message in pubsub.listen():
@@ -92,7 +91,7 @@ class StreamHub:
         channel = channel.decode() if isinstance(channel, bytes) else channel
         kind = message.get("type")
         if kind == "subscribe":
-            if channel == _IDLE_CHANNEL:
+            if channel == keys.STREAMS_IDLE_CHANNEL:
                 self._ready.set()
             event = self._confirmations.get(channel)
             if event is not None:

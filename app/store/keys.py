@@ -27,6 +27,10 @@ def job_stream_channel(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:stream"
 
 
+STREAMS_IDLE_CHANNEL = f"{PREFIX}:streams:idle"
+"""Never published to: the API's stream hub stays subscribed to it while no stream is open."""
+
+
 def job_cancel_channel(job_id: str) -> str:
     """Pub/sub channel on which the API tells workers to abandon a running job."""
     return f"{PREFIX}:job:{job_id}:cancel"

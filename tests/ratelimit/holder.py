@@ -16,11 +16,12 @@ import time
 import redis.asyncio as aioredis
 
 from app.ratelimit import RateLimitConfig, RateLimiter
+from app.store import keys
 
 
 async def hold(args: argparse.Namespace) -> list[tuple[float, float]]:
     client = aioredis.Redis.from_url(args.redis_url)
-    limiter = RateLimiter(client, RateLimitConfig.parse(args.config), lease_seconds=args.lease)
+    limiter = RateLimiter(client, RateLimitConfig.parse(args.config), lease_seconds=args.lease, key_names=keys)
     await asyncio.sleep(max(0.0, args.start_at - time.time()))
     intervals: list[tuple[float, float]] = []
 

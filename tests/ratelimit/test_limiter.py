@@ -29,7 +29,7 @@ def run(redis_url: str, limits: dict[str, dict[str, int]], scenario: Scenario) -
     async def main() -> Any:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            return await scenario(client, lambda **options: RateLimiter(client, config, **options))
+            return await scenario(client, lambda **options: RateLimiter(client, config, **options, key_names=keys))
         finally:
             await client.aclose()
 
@@ -201,7 +201,7 @@ def test_penalties_apply_to_limited_models_only(redis_url, model):
 def test_unlimited_models_never_touch_redis():
     async def main():
         dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
-        limiter = RateLimiter(dead, RateLimitConfig.parse('{"openai/*": {"rpm": 1}}'))
+        limiter = RateLimiter(dead, RateLimitConfig.parse('{"openai/*": {"rpm": 1}}'), key_names=keys)
         permit = await limiter.acquire("fake/anything", estimated_tokens=100)
         tried = await limiter.try_acquire("fake/anything", estimated_tokens=100)
         await permit.release(5)

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.ratelimit import RateLimitConfig, RateLimiter
+from app.store import keys
 from tests.fakeprovider import REPO_ROOT
 from tests.ratelimit.conftest import max_in_window, max_overlap
 
@@ -65,7 +66,7 @@ def test_the_slot_of_a_killed_process_is_reclaimed_after_its_lease(redis_url, mo
 
     async def scenario():
         client = aioredis.Redis.from_url(redis_url)
-        limiter = RateLimiter(client, RateLimitConfig.parse(json.dumps({model: {"concurrency": 1}})))
+        limiter = RateLimiter(client, RateLimitConfig.parse(json.dumps({model: {"concurrency": 1}})), key_names=keys)
         blocked = await limiter.try_acquire(model, estimated_tokens=1)
         permit = await limiter.acquire(model, estimated_tokens=1)
         reclaimed_after = time.monotonic() - killed_at
@@ -82,7 +83,7 @@ def test_the_slot_of_a_killed_process_is_reclaimed_after_its_lease(redis_url, mo
 def test_the_scripts_run_on_fakeredis(limits):
     async def scenario():
         client = fakeredis.aioredis.FakeRedis()
-        limiter = RateLimiter(client, RateLimitConfig.parse(json.dumps({"m/x": limits})))
+        limiter = RateLimiter(client, RateLimitConfig.parse(json.dumps({"m/x": limits})), key_names=keys)
         first = await limiter.acquire("m/x", estimated_tokens=100)
         second = await limiter.acquire("m/x", estimated_tokens=100)
         full = await limiter.attempt("m/x", estimated_tokens=100)

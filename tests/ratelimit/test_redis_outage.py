@@ -12,12 +12,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.ratelimit import RateLimitConfig, RateLimiter, RateLimitWaitExceeded
+from app.store import keys
 
 
 def test_an_unreachable_redis_is_a_wait_bounded_by_max_wait():
     async def main():
         dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
-        limiter = RateLimiter(dead, RateLimitConfig.parse('{"openai/*": {"rpm": 100}}'))
+        limiter = RateLimiter(dead, RateLimitConfig.parse('{"openai/*": {"rpm": 100}}'), key_names=keys)
         started = time.monotonic()
         with pytest.raises(RateLimitWaitExceeded) as caught:
             await limiter.acquire("openai/gpt-4o-mini", estimated_tokens=10, max_wait=0.5)
@@ -31,7 +32,7 @@ def test_an_unreachable_redis_is_a_wait_bounded_by_max_wait():
 def test_a_redis_that_comes_back_grants_the_permit(redis_url, model):
     async def main():
         client = aioredis.Redis.from_url(redis_url)
-        limiter = RateLimiter(client, RateLimitConfig.parse(json.dumps({model: {"rpm": 600}})))
+        limiter = RateLimiter(client, RateLimitConfig.parse(json.dumps({model: {"rpm": 600}})), key_names=keys)
         real, failures = limiter._acquire, []
 
         async def flaky(**kwargs):  # noqa: ANN202 - the script's call signature

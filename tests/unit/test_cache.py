@@ -109,7 +109,7 @@ def test_json_round_trip_is_exact():
 def test_redis_cache_stores_under_the_keys_module_name_with_ttl():
     async def scenario():
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        cache = RedisResultCache(redis)
+        cache = RedisResultCache(redis, key_names=keys)
         assert await cache.get("proj", "abc") is None
         await cache.set("proj", "abc", sample_result(), 60)
         stored = await cache.get("proj", "abc")

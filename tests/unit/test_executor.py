@@ -44,7 +44,7 @@ def test_cache_hit_returns_cached_result_without_calling_the_provider():
 
     async def scenario():
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        engine = deps(provider, RedisResultCache(redis))
+        engine = deps(provider, RedisResultCache(redis, key_names=keys))
         first = await complete_task(task(60), engine, cache_scope="proj")
         second = await complete_task(task(60), engine, cache_scope="proj")
         ttl = await redis.ttl(keys.result_cache("proj", cache_key(task(60))))
@@ -66,7 +66,7 @@ def test_without_ttl_nothing_is_cached():
 
     async def scenario():
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        engine = deps(provider, RedisResultCache(redis))
+        engine = deps(provider, RedisResultCache(redis, key_names=keys))
         results = [await complete_task(task(0), engine, cache_scope="proj") for _ in range(2)]
         return results, await redis.keys("*")
 
@@ -80,7 +80,7 @@ def test_errors_are_never_cached():
 
     async def scenario():
         redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        engine = deps(provider, RedisResultCache(redis))
+        engine = deps(provider, RedisResultCache(redis, key_names=keys))
         with pytest.raises(TaskFailed) as caught:
             await complete_task(task(60), engine, cache_scope="proj")
         stored_after_failure = await redis.keys("*")

@@ -97,7 +97,9 @@ def run(limits: dict[str, Any], scenario: Callable[[RateLimiter, aioredis.Redis]
     async def main() -> Any:
         client = aioredis.Redis.from_url(REDIS_URL)
         try:
-            return await scenario(RateLimiter(client, RateLimitConfig.parse(json.dumps(limits))), client)
+            return await scenario(
+                RateLimiter(client, RateLimitConfig.parse(json.dumps(limits)), key_names=keys), client
+            )
         finally:
             await client.aclose()
 
@@ -162,7 +164,7 @@ def test_a_429_pauses_the_model_for_every_process_and_is_waited_out_once():
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.05)
         # Another process's limiter, sharing nothing but Redis, is held back by the same pause.
-        other = RateLimiter(client, limiter.config)
+        other = RateLimiter(client, limiter.config, key_names=keys)
         permit = await other.acquire(model, estimated_tokens=10)
         await permit.release(0)
         return await call, permit.waited, await budget(client, model)
@@ -304,9 +306,11 @@ def test_a_cache_hit_never_touches_the_limiter():
     cached = replace(task(model), config=InvocationConfig(max_attempts=1, cache_ttl=60))
 
     async def main():
-        cache = RedisResultCache(fakeredis.FakeAsyncRedis())
+        cache = RedisResultCache(fakeredis.FakeAsyncRedis(), key_names=keys)
         dead = RateLimiter(
-            aioredis.Redis.from_url("redis://127.0.0.1:1/0"), RateLimitConfig.parse('{"scripted/*": {}}')
+            aioredis.Redis.from_url("redis://127.0.0.1:1/0"),
+            RateLimitConfig.parse('{"scripted/*": {}}'),
+            key_names=keys,
         )
         first = await complete_task(cached, engine(provider, None, cache=cache), cache_scope="p")
         second = await complete_task(cached, engine(provider, dead, cache=cache), cache_scope="p", max_rate_wait=0.2)

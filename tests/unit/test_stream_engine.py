@@ -16,6 +16,7 @@ from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import ProviderConnectionError, ProviderServerError, TaskFailed
 from app.providers.base import Completion, CompletionRequest, StreamEvent, TextDelta, Usage
 from app.services.stream_messages import StreamMessage
+from app.store import keys
 from tests.unit.scripted_provider import DictResolver, RecordingSleep, TickingClock
 
 SCHEMA = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
@@ -120,7 +121,7 @@ def test_a_redelivered_job_owes_the_client_a_reset():
 
 def test_a_cache_hit_is_published_whole():
     task = TaskSpec(name="t", output_schema=SCHEMA, models=(ModelSpec("a/m"),), config=InvocationConfig(cache_ttl=60))
-    cache = RedisResultCache(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
+    cache = RedisResultCache(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), key_names=keys)
     run(task, {"a": StreamingProvider([['{"sum": 4}']])}, cache=cache)
     result, messages = run(task, {"a": StreamingProvider([])}, cache=cache)
     assert result.cached
