@@ -49,7 +49,7 @@ browser:  ## Debian's chromium + chromium-driver for the web console's browser t
 screenshots: install  ## the web console's screenshots in docs/console/ (needs `make browser` and `make services`)
 	$(BIN)/python -m tests.console.screenshots
 
-test: install  ## the whole suite (needs Redis on 6379 and PostgreSQL on 5432: `make services`)
+test: lint  ## lint, then the whole suite (needs Redis on 6379 and PostgreSQL on 5432: `make services`)
 	$(BIN)/pytest
 
 test-api-fuzz: install  ## schemathesis only, deeper: make test-api-fuzz SCHEMATHESIS_EXAMPLES=500 SCHEMATHESIS_SEED=$$RANDOM
@@ -58,8 +58,9 @@ test-api-fuzz: install  ## schemathesis only, deeper: make test-api-fuzz SCHEMAT
 test-fast: install  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit
 
-lint: install
+lint: install  ## ruff, and the import contracts (the layers, pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: install  ## benchmarks against the fake provider; figures printed beside their baseline (BASELINE=rev adds an A/B)
 	$(BIN)/python -m bench.call_overhead $(if $(BASELINE),--baseline $(BASELINE))
