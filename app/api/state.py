@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import redis.asyncio as aioredis
 
+from app.api.services import ApiServices
 from app.config import Settings
 from app.providers.registry import ProviderRegistry
 from app.queue import TaskQueue, broker_client
-from app.services.batch_completion import BatchCompletion
-from app.services.batches import BatchService
-from app.services.calls import CallService
-from app.services.catalog_cache import CatalogCache
-from app.services.idempotency import IdempotencyGuard
-from app.services.jobs import JobService
 from app.services.model_catalog import ModelCatalog
 from app.services.stream_hub import StreamHub
-from app.services.streaming import StreamService
 from app.services.waiter import JobWaiter
-from app.services.webhook_delivery import WebhookDispatcher
-from app.store.async_jobs import AsyncJobWriter
-from app.store.batches import BatchRepository
-from app.store.catalog import CatalogReader
 from app.store.db import Database
-from app.store.functions import FunctionRepository
-from app.store.idempotency import IdempotencyRepository
-from app.store.jobs import JobRepository
 from app.store.projects import DEFAULT_PROJECT, ProjectRepository
-from app.store.spans import SpanRepository
-from app.store.webhooks import WebhookDeliveryRepository
 
 
 @dataclass
@@ -41,15 +25,9 @@ class AppState:
     queue: TaskQueue
     registry: ProviderRegistry
     projects: ProjectRepository
-    functions: FunctionRepository
-    jobs: JobRepository
-    spans: SpanRepository
     waiter: JobWaiter
-    calls: CallService
     stream_hub: StreamHub
-    stream_service: StreamService
-    job_service: JobService
-    batch_service: BatchService
+    services: ApiServices
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -58,35 +36,8 @@ class AppState:
         queue = TaskQueue(broker_client(settings))
         catalog = ModelCatalog.from_settings(db, settings)
         registry = ProviderRegistry(settings, custom_models=catalog.load_custom)
-        functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
         waiter = JobWaiter(redis, recheck_seconds=settings.wait_recheck_seconds)
-        stale = timedelta(seconds=settings.idempotency_reservation_seconds)
-        guard = IdempotencyGuard(IdempotencyRepository(db), jobs, stale_after=stale)
-        writer = AsyncJobWriter(settings.database_url) if db.engine.dialect.name == "postgresql" else None
-        cache = CatalogCache(CatalogReader(db))
-        calls = CallService(settings, registry, functions, jobs, spans, redis, waiter, catalog, cache, writer)
         hub = StreamHub(redis)
-        deliveries = WebhookDeliveryRepository(db)
-        job_service = JobService(
-            settings=settings,
-            calls=calls,
-            jobs=jobs,
-            deliveries=deliveries,
-            dispatcher=WebhookDispatcher(deliveries, queue),
-            guard=guard,
-            waiter=waiter,
-            redis=redis,
-        )
-        batches = BatchRepository(db)
-        batch_service = BatchService(
-            settings=settings,
-            calls=calls,
-            batches=batches,
-            jobs=jobs,
-            guard=guard,
-            completion=BatchCompletion(batches, WebhookDispatcher(deliveries, queue)),
-            redis=redis,
-        )
         return cls(
             settings=settings,
             db=db,
@@ -94,15 +45,9 @@ class AppState:
             queue=queue,
             registry=registry,
             projects=ProjectRepository(db),
-            functions=functions,
-            jobs=jobs,
-            spans=spans,
             waiter=waiter,
-            calls=calls,
             stream_hub=hub,
-            stream_service=StreamService(settings, calls, jobs, hub),
-            job_service=job_service,
-            batch_service=batch_service,
+            services=ApiServices.build(settings, db, redis, queue, registry, catalog, waiter, hub),
         )
 
     def register_configured_keys(self) -> None:
@@ -115,8 +60,8 @@ class AppState:
 
     async def start(self) -> None:
         """Background listeners on Redis (job announcements, stream messages); the async job writer."""
-        if self.calls.job_writer is not None:
-            await self.calls.job_writer.open()
+        if self.services.calls.job_writer is not None:
+            await self.services.calls.job_writer.open()
         await self.waiter.start()
         await self.stream_hub.start()
 
@@ -125,6 +70,6 @@ class AppState:
         await self.waiter.stop()
         await self.redis.aclose()
         await self.registry.aclose()
-        if self.calls.job_writer is not None:
-            await self.calls.job_writer.close()
+        if self.services.calls.job_writer is not None:
+            await self.services.calls.job_writer.close()
         self.db.dispose()

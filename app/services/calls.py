@@ -1,29 +1,43 @@
-"""The `/call` flow: resolve the task, record function and job, enqueue, wait for the worker's result."""
+"""The `/v2/call` flow, and every delivery mode's way to a job: resolve the task, record function and job,
+enqueue it; then wait for the worker's result, or answer 202 with the job when the caller prefers
+(`Prefer: respond-async`) or when the wait runs out. Jobs, streams and batches submit through it too."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.engine.structured import check_schema
 from app.engine.task import TaskSpec, task_to_dict
-from app.errors import BadRequest, CallTimedOut, NotFound, ServiceUnavailable, StoredJobError
+from app.errors import (
+    BadRequest,
+    CallTimedOut,
+    ConveyorError,
+    NotFound,
+    ServiceUnavailable,
+    StoredJobError,
+)
 from app.observability import tracing
 from app.providers.base import ModelResolver
 from app.queue import enqueue_job
 from app.schemas.calls import CallRequest, CallResponse
 from app.schemas.functions import FunctionCallRequest
 from app.services.announcements import JobEnding, decode_ending
+from app.services.call_outage import unavailable_while_waiting
 from app.services.catalog_cache import CatalogCache
+from app.services.idempotency import Accepted, IdempotencyGuard
 from app.services.model_catalog import ModelCatalog
 from app.services.task_builder import build_task, function_call_request, function_definition, model_names
 from app.services.waiter import Announcement, JobWaiter
 from app.store.async_jobs import AsyncJobWriter
+from app.store.db import DATABASE_UNAVAILABLE
 from app.store.functions import FunctionRepository, matches_revision
 from app.store.idempotency import KeyBinding
 from app.store.job_records import DeliveryOptions
@@ -42,6 +56,23 @@ class ResolvedTask:
     revision_id: str | None
 
 
+@dataclass(frozen=True)
+class CallOutcome:
+    """What `/v2/call` answers: the result, its stored error, or (neither) 202 with the running job."""
+
+    job: JobRecord
+    replayed: bool
+    response: CallResponse | None = None
+    error: ConveyorError | None = None
+
+
+def needs_enqueue(accepted: Accepted) -> bool:
+    """A new job is enqueued; so is a replayed one still queued, as its first request may have died
+    between writing it and enqueueing it (a second message for a job already queued is a no-op: only
+    one claim can take it)."""
+    return not accepted.replayed or accepted.job.status is JobStatus.queued
+
+
 @dataclass
 class CallService:
     settings: Settings
@@ -51,9 +82,94 @@ class CallService:
     spans: SpanRepository
     redis: aioredis.Redis  # the broker: jobs are enqueued from the event loop (app/queue.py)
     waiter: JobWaiter
+    guard: IdempotencyGuard  # an Idempotency-Key's replay of `/v2/call`
     catalog: ModelCatalog | None = None  # expands aliases and custom model names; None: names as given
     catalog_cache: CatalogCache | None = None  # the catalog as last read, for the usual call
     job_writer: AsyncJobWriter | None = None  # Postgres: the usual call's job row written from the event loop
+
+    # --- /v2/call --------------------------------------------------------------------------------
+
+    async def call(
+        self, project: ProjectRef, request: CallRequest, *, respond_async: bool, idempotency_key: str | None
+    ) -> CallOutcome:
+        """`POST /v2/call`: the result, or 202 with the job when preferred or when the wait runs out."""
+
+        async def submit(binding: KeyBinding | None) -> JobRecord:
+            # Answered only with its result (or an error) unless the wait runs out: see `_call`.
+            return await self.submit(project, request, durable=respond_async, binding=binding)
+
+        return await self._call(
+            project, "POST /v2/call", request, submit, respond_async, idempotency_key, durable=respond_async
+        )
+
+    async def call_function(
+        self,
+        project: ProjectRef,
+        function_id: str,
+        revision_id: str | None,
+        body: FunctionCallRequest,
+        *,
+        respond_async: bool = False,
+        idempotency_key: str | None = None,
+    ) -> CallOutcome:
+        """The same for `POST /v2/functions/{id}/call[/{revision_id}]`."""
+
+        async def submit(binding: KeyBinding | None) -> JobRecord:
+            return await self.submit_function_call(project, function_id, revision_id, body, binding=binding)
+
+        endpoint = f"POST /v2/functions/{function_id}/call/{revision_id or ''}"
+        return await self._call(project, endpoint, body, submit, respond_async, idempotency_key, durable=True)
+
+    async def _call(
+        self,
+        project: ProjectRef,
+        endpoint: str,
+        body: BaseModel,
+        submit: Callable[[KeyBinding | None], Awaitable[JobRecord]],
+        respond_async: bool,
+        idempotency_key: str | None,
+        *,
+        durable: bool,
+    ) -> CallOutcome:
+        """`durable`: `submit` writes the job's row with a commit that waits for the disk."""
+        accepted = await self.guard.accept(project, idempotency_key, endpoint, body, submit)
+        job, replayed = accepted.job, accepted.replayed
+        if respond_async or job.status.is_final:
+            if needs_enqueue(accepted):
+                await self.enqueue(job)
+            return self._outcome(job, replayed) if job.status.is_final else CallOutcome(job, replayed)
+        with self.waiter.expect(job.id) as announced:
+            if needs_enqueue(accepted):
+                await self.enqueue(job)
+            try:
+                return await self._wait(project, job, replayed, announced)
+            except DATABASE_UNAVAILABLE as exc:
+                raise await unavailable_while_waiting(self.jobs, job, durable=durable and not replayed) from exc
+
+    async def _wait(self, project: ProjectRef, job: JobRecord, replayed: bool, announced: Announcement) -> CallOutcome:
+        try:
+            response = await self.wait_for_result(job, announced, self.settings.call_wait_seconds)
+        except CallTimedOut:
+            # A 202 promises the job survives: its row may have been written without waiting for the disk.
+            await run_in_threadpool(self.jobs.make_durable, job.id)
+            return CallOutcome(await self._current(job), replayed)
+        except StoredJobError as exc:
+            return CallOutcome(job, replayed, error=exc)
+        return CallOutcome(job, replayed, response=response)
+
+    @staticmethod
+    def _outcome(job: JobRecord, replayed: bool) -> CallOutcome:
+        if job.status is JobStatus.succeeded and job.result is not None:
+            return CallOutcome(job, replayed, response=CallResponse.model_validate(job.result))
+        return CallOutcome(job, replayed, error=StoredJobError(job.error or {"message": "the job did not succeed"}))
+
+    async def _current(self, job: JobRecord) -> JobRecord:
+        current = await run_in_threadpool(self.jobs.get, job.id, project_id=job.project_id)
+        if current is None:
+            raise NotFound("job not found", detail=f"job_id: no job {job.id} in this project")
+        return current
+
+    # --- a job from a call ----------------------------------------------------------------------
 
     async def _build_task(self, project: ProjectRef, request: CallRequest) -> TaskSpec:
         """The resolved task; run in a thread because expanding model names reads the database."""

@@ -1,46 +1,35 @@
 """Jobs as a delivery mode: submit and answer at once (202), poll or long-poll, list, cancel, webhooks.
 
-Also the `/v2/call` flow with its delivery choices: wait for the result, or answer 202 with the job
-when the caller prefers (`Prefer: respond-async`) or when the wait runs out.
-"""
+A job is submitted through CallService (app/services/calls.py), which owns the `/v2/call` flow."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.errors import (
-    AcceptedJobUnavailable,
     BadRequest,
-    CallTimedOut,
     Conflict,
-    ConveyorError,
     NotFound,
-    StoredJobError,
 )
 from app.metrics.counts import add_to
 from app.metrics.jobs import cancelled_counts
-from app.schemas.calls import CallRequest, CallResponse
-from app.schemas.functions import FunctionCallRequest
 from app.schemas.jobs import DEFINITION_FIELDS, JobRequest
 from app.schemas.paging import Page
 from app.secrets import secret_box
 from app.services.call_spans import call_span
-from app.services.calls import CallService
-from app.services.idempotency import Accepted, IdempotencyGuard
+from app.services.calls import CallService, needs_enqueue
+from app.services.idempotency import IdempotencyGuard
 from app.services.stream_messages import StreamMessage
-from app.services.waiter import Announcement, JobWaiter
+from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
 from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets, seal_secrets
 from app.store import keys
-from app.store.db import DATABASE_UNAVAILABLE
 from app.store.idempotency import KeyBinding
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobFilters, JobRecord, JobRepository
@@ -59,27 +48,10 @@ CANCELLED_ERROR = {
 
 
 @dataclass(frozen=True)
-class CallOutcome:
-    """What `/v2/call` answers: the result, its stored error, or (neither) 202 with the running job."""
-
-    job: JobRecord
-    replayed: bool
-    response: CallResponse | None = None
-    error: ConveyorError | None = None
-
-
-@dataclass(frozen=True)
 class SubmittedJob:
     job: JobRecord
     replayed: bool
     generated_secret: str | None = None  # shown once, in the answer that created the job
-
-
-def needs_enqueue(accepted: Accepted) -> bool:
-    """A new job is enqueued; so is a replayed one still queued, as its first request may have died
-    between writing it and enqueueing it (a second message for a job already queued is a no-op: only
-    one claim can take it)."""
-    return not accepted.replayed or accepted.job.status is JobStatus.queued
 
 
 def parse_job_filters(
@@ -108,111 +80,6 @@ class JobService:
     guard: IdempotencyGuard
     waiter: JobWaiter
     redis: aioredis.Redis
-
-    # --- /v2/call --------------------------------------------------------------------------------
-
-    async def call(
-        self, project: ProjectRef, request: CallRequest, *, respond_async: bool, idempotency_key: str | None
-    ) -> CallOutcome:
-        """`POST /v2/call`: the result, or 202 with the job when preferred or when the wait runs out."""
-
-        async def submit(binding: KeyBinding | None) -> JobRecord:
-            # Answered only with its result (or an error) unless the wait runs out: see `_call`.
-            return await self.calls.submit(project, request, durable=respond_async, binding=binding)
-
-        return await self._call(
-            project, "POST /v2/call", request, submit, respond_async, idempotency_key, durable=respond_async
-        )
-
-    async def call_function(
-        self,
-        project: ProjectRef,
-        function_id: str,
-        revision_id: str | None,
-        body: FunctionCallRequest,
-        *,
-        respond_async: bool = False,
-        idempotency_key: str | None = None,
-    ) -> CallOutcome:
-        """The same for `POST /v2/functions/{id}/call[/{revision_id}]`."""
-
-        async def submit(binding: KeyBinding | None) -> JobRecord:
-            return await self.calls.submit_function_call(project, function_id, revision_id, body, binding=binding)
-
-        endpoint = f"POST /v2/functions/{function_id}/call/{revision_id or ''}"
-        return await self._call(project, endpoint, body, submit, respond_async, idempotency_key, durable=True)
-
-    async def _call(
-        self,
-        project: ProjectRef,
-        endpoint: str,
-        body: BaseModel,
-        submit: Callable[[KeyBinding | None], Awaitable[JobRecord]],
-        respond_async: bool,
-        idempotency_key: str | None,
-        *,
-        durable: bool,
-    ) -> CallOutcome:
-        """`durable`: `submit` writes the job's row with a commit that waits for the disk."""
-        accepted = await self.guard.accept(project, idempotency_key, endpoint, body, submit)
-        job, replayed = accepted.job, accepted.replayed
-        if respond_async or job.status.is_final:
-            if needs_enqueue(accepted):
-                await self.calls.enqueue(job)
-            return self._outcome(job, replayed) if job.status.is_final else CallOutcome(job, replayed)
-        with self.waiter.expect(job.id) as announced:
-            if needs_enqueue(accepted):
-                await self.calls.enqueue(job)
-            try:
-                return await self._wait(project, job, replayed, announced)
-            except DATABASE_UNAVAILABLE as exc:
-                raise await self._unavailable_while_waiting(job, durable=durable and not replayed) from exc
-
-    async def _wait(self, project: ProjectRef, job: JobRecord, replayed: bool, announced: Announcement) -> CallOutcome:
-        try:
-            response = await self.calls.wait_for_result(job, announced, self.settings.call_wait_seconds)
-        except CallTimedOut:
-            # A 202 promises the job survives: its row may have been written without waiting for the disk.
-            await run_in_threadpool(self.jobs.make_durable, job.id)
-            return CallOutcome(await self._get(project, job.id), replayed)
-        except StoredJobError as exc:
-            return CallOutcome(job, replayed, error=exc)
-        return CallOutcome(job, replayed, response=response)
-
-    async def _unavailable_while_waiting(self, job: JobRecord, *, durable: bool) -> AcceptedJobUnavailable:
-        """The 503 of a waiting call whose job was accepted: it names the job, which the worker runs to its
-        end (a result computed while the database is away is held and written once it is back, see
-        workers/outage.py), so the caller polls it instead of sending the call again.
-
-        `detail.stored` says whether the row is known to be on disk. A waiting call's row is written with
-        a commit that does not wait for the disk (JobRepository.create); one attempt is made to flush it.
-        Not known stored: a database that crashed (a clean restart or failover loses nothing) within a
-        fraction of a second of accepting the call may have lost the job, key and all; polling it then
-        answers 404 once the database is back, nothing of it was stored or billed, and the call may be
-        sent again."""
-        stored = durable
-        if not stored:
-            try:
-                await run_in_threadpool(self.jobs.make_durable, job.id)
-                stored = True
-            except DATABASE_UNAVAILABLE:
-                pass
-        log.warning("database unavailable while a call waited", extra={"job_id": job.id, "stored": stored})
-        poll = f"poll GET /v2/jobs/{job.id} for its result instead of sending the call again"
-        if not stored:
-            poll += " (a 404 once the database is back means it was lost with the database: send it again)"
-        return AcceptedJobUnavailable(
-            "the database became unavailable while the call was waiting; "
-            f"its job was accepted and keeps running: {poll}",
-            job_id=job.id,
-            detail={"job_id": job.id, "span_id": job.span_id, "stored": stored},
-        )
-
-    @staticmethod
-    def _outcome(job: JobRecord, replayed: bool) -> CallOutcome:
-        if job.status is JobStatus.succeeded and job.result is not None:
-            return CallOutcome(job, replayed, response=CallResponse.model_validate(job.result))
-        return CallOutcome(job, replayed, error=StoredJobError(job.error or {"message": "the job did not succeed"}))
 
     # --- /v2/jobs --------------------------------------------------------------------------------
 

@@ -109,7 +109,7 @@ def test_a_refused_request_does_not_use_up_its_key(client):
 
 def stack_call_service(stack):
     """The call service of the stack's API (it runs in this process, see tests/stack.py)."""
-    return stack.api.server.config.app.state.conveyor.calls
+    return stack.api.server.config.app.state.conveyor.services.calls
 
 
 def test_a_replay_enqueues_a_job_its_first_request_never_enqueued(stack, client, fake_provider):

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import CurrentProject, Usage
 from app.schemas.analytics import UsageItem
 from app.schemas.calls import ErrorBody
 from app.schemas.spans import UTCTimestamp
 from app.services.analytics import KNOWN_FIELDS, UsageRequest, usage_report
-from app.store.analytics import Granularity, UsageRepository
+from app.store.analytics import Granularity
 
 router = APIRouter(tags=["analytics"])
 
@@ -24,7 +24,7 @@ router = APIRouter(tags=["analytics"])
 )
 def usage(
     project: CurrentProject,
-    state: State,
+    usage_rows: Usage,
     from_date: Annotated[UTCTimestamp | None, Query(description="Inclusive; default: this month's start (UTC)")] = None,
     to_date: Annotated[UTCTimestamp | None, Query(description="Exclusive; default: next month's start (UTC)")] = None,
     granularity: Annotated[
@@ -36,4 +36,4 @@ def usage(
     """Computed from every model attempt (its tokens, cost and the call's tags), bucketed by the
     attempt's start in UTC. Only non-empty buckets are returned; naive datetimes are taken as UTC."""
     request = UsageRequest(from_date, to_date, granularity, tuple(fields or ()), tuple(group_by or ()))
-    return usage_report(UsageRepository(state.db), project.id, request)
+    return usage_report(usage_rows, project.id, request)

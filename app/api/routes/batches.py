@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import Batches, CurrentProject
 from app.errors import BadRequest
 from app.schemas.batches import BatchCreate, BatchOut, BatchResultLine
 from app.schemas.calls import ErrorBody
@@ -84,7 +84,7 @@ def _accepted(submitted: SubmittedBatch) -> JSONResponse:
     summary="Submit a batch",
 )
 async def submit_batch(
-    request: Request, project: CurrentProject, state: State, idempotency_key: IdempotencyKey = None
+    request: Request, project: CurrentProject, batch_service: Batches, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Many calls of one task: `application/json` with `items`, or `multipart/form-data` with a `batch`
     part (the same JSON without `items`) and a `file` part (JSONL, one `{custom_id, input, tags?}` per line).
@@ -93,10 +93,10 @@ async def submit_batch(
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "application/json":
         raw = await request.body()
-        submitted = await state.batch_service.submit_json(project, raw, idempotency_key=idempotency_key)
+        submitted = await batch_service.submit_json(project, raw, idempotency_key=idempotency_key)
     elif kind == "multipart/form-data":
         upload = await read_upload(request.stream(), content_type)
-        submitted = await state.batch_service.submit_upload(project, upload, idempotency_key=idempotency_key)
+        submitted = await batch_service.submit_upload(project, upload, idempotency_key=idempotency_key)
     else:
         raise BadRequest("must be application/json or multipart/form-data", field_name="Content-Type")
     return _accepted(submitted)
@@ -105,22 +105,22 @@ async def submit_batch(
 @router.get("/batches", response_model=Paginated[BatchOut], responses=_ERRORS, summary="List batches")
 async def list_batches(
     project: CurrentProject,
-    state: State,
+    batch_service: Batches,
     page: PageParams,
     status: Annotated[
         list[str], Query(description="validating, running, completed, cancelling, cancelled, failed")
     ] = [],  # noqa: B006
 ) -> dict:
     """Newest first."""
-    batches, total = await state.batch_service.find(project, status, page)
+    batches, total = await batch_service.find(project, status, page)
     now = utcnow()
     return paginated([BatchOut.of(batch, now=now) for batch in batches], total)
 
 
 @router.get("/batches/{batch_id}", response_model=BatchOut, responses=_ERRORS, summary="Get a batch")
-async def get_batch(batch_id: str, project: CurrentProject, state: State) -> BatchOut:
+async def get_batch(batch_id: str, project: CurrentProject, batch_service: Batches) -> BatchOut:
     """Its status, counts, usage and cost so far, and an estimate of the time left."""
-    return BatchOut.of(await state.batch_service.get(project, batch_id), now=utcnow())
+    return BatchOut.of(await batch_service.get(project, batch_id), now=utcnow())
 
 
 @router.get(
@@ -132,20 +132,20 @@ async def get_batch(batch_id: str, project: CurrentProject, state: State) -> Bat
 async def batch_results(
     batch_id: str,
     project: CurrentProject,
-    state: State,
+    batch_service: Batches,
     status: Annotated[list[str], Query(description="Only items in these states (repeatable)")] = [],  # noqa: B006
 ) -> NDJSONResponse:
     """One line per item in submission order: `custom_id`, `status`, `job_id`, and `result` (what
     `/v2/call` answers) or `error`. Available while the batch runs."""
-    return NDJSONResponse(await state.batch_service.results(project, batch_id, status))
+    return NDJSONResponse(await batch_service.results(project, batch_id, status))
 
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchOut, responses=_ERRORS, summary="Cancel a batch")
-async def cancel_batch(batch_id: str, project: CurrentProject, state: State) -> BatchOut:
+async def cancel_batch(batch_id: str, project: CurrentProject, batch_service: Batches) -> BatchOut:
     """Every item not yet ended is cancelled at once and never billed: queued ones never run, running ones
     (waiting for rate-limit room, or with a call in flight) are abandoned; provider batches are cancelled
     at the provider. 409 once it ended."""
-    return BatchOut.of(await state.batch_service.cancel(project, batch_id), now=utcnow())
+    return BatchOut.of(await batch_service.cancel(project, batch_id), now=utcnow())
 
 
 @router.get(
@@ -154,11 +154,13 @@ async def cancel_batch(batch_id: str, project: CurrentProject, state: State) -> 
     responses=_ERRORS,
     summary="List a batch's webhook deliveries",
 )
-async def list_batch_deliveries(batch_id: str, project: CurrentProject, state: State, page: PageParams) -> dict:
+async def list_batch_deliveries(
+    batch_id: str, project: CurrentProject, batch_service: Batches, page: PageParams
+) -> dict:
     """The batch's one webhook message (once it ended) with every attempt: when, the receiver's status
     code or the error, the next retry."""
-    await state.batch_service.get(project, batch_id)
-    deliveries, total = await state.batch_service.deliveries.list(project, batch_id, page)
+    await batch_service.get(project, batch_id)
+    deliveries, total = await batch_service.deliveries.list(project, batch_id, page)
     return paginated([DeliveryOut.of(d) for d in deliveries], total)
 
 
@@ -170,11 +172,11 @@ async def list_batch_deliveries(batch_id: str, project: CurrentProject, state: S
     summary="Send a batch's webhook delivery again",
 )
 async def redeliver_batch_webhook(
-    batch_id: str, delivery_id: str, project: CurrentProject, state: State
+    batch_id: str, delivery_id: str, project: CurrentProject, batch_service: Batches
 ) -> DeliveryOut:
     """The same message (same `webhook-id` and body), sent now, with a fresh retry schedule."""
-    await state.batch_service.get(project, batch_id)
-    return DeliveryOut.of(await state.batch_service.deliveries.redeliver(project, batch_id, delivery_id))
+    await batch_service.get(project, batch_id)
+    return DeliveryOut.of(await batch_service.deliveries.redeliver(project, batch_id, delivery_id))
 
 
 @router.post(
@@ -184,6 +186,6 @@ async def redeliver_batch_webhook(
     responses=_ERRORS,
     summary="Retry a batch's failed items",
 )
-async def retry_batch(batch_id: str, project: CurrentProject, state: State) -> JSONResponse:
+async def retry_batch(batch_id: str, project: CurrentProject, batch_service: Batches) -> JSONResponse:
     """A new batch of the failed items of this (ended) batch, with the same task."""
-    return _accepted(await state.batch_service.retry(project, batch_id))
+    return _accepted(await batch_service.retry(project, batch_id))

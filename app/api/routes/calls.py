@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import Calls, CurrentProject
 from app.api.errors import error_response
 from app.api.routes.jobs import REPLAYED_HEADER, IdempotencyKey, job_accepted
 from app.schemas.calls import CallRequest, CallResponse, ErrorBody
 from app.schemas.jobs import JobOut
-from app.services.jobs import CallOutcome
+from app.services.calls import CallOutcome
 
 router = APIRouter(tags=["calls"])
 
@@ -32,7 +32,7 @@ def wants_async(prefer: str | None) -> bool:
 async def call(
     body: CallRequest,
     project: CurrentProject,
-    state: State,
+    calls: Calls,
     prefer: Prefer = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -40,9 +40,7 @@ async def call(
     output schema is given). 502 means every model in the chain failed; `detail.attempts` lists them.
     If the result takes longer than `CONVEYOR_CALL_WAIT_SECONDS`, or with `Prefer: respond-async`,
     the answer is 202 with the job (`GET /v2/jobs/{id}` gives the result once it is done)."""
-    outcome = await state.job_service.call(
-        project, body, respond_async=wants_async(prefer), idempotency_key=idempotency_key
-    )
+    outcome = await calls.call(project, body, respond_async=wants_async(prefer), idempotency_key=idempotency_key)
     return outcome_response(outcome, prefer_applied=wants_async(prefer))
 
 

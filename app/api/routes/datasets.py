@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import CurrentProject, Datasets
 from app.schemas.calls import ErrorBody
 from app.schemas.datasets import EntryCreate, EntryOut, EntryUpdate
 from app.schemas.paging import PageParams, Paginated
-from app.services.datasets import DatasetService
-from app.store.datasets import DatasetRepository
-from app.store.feedback import FeedbackRepository
-from app.store.functions import FunctionRepository
 
 router = APIRouter(tags=["datasets"])
 
 _ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 422)}
-
-
-def dataset_service(state: State) -> DatasetService:
-    db = state.db
-    return DatasetService(DatasetRepository(db), FunctionRepository(db), state.spans, FeedbackRepository(db))
-
-
-Datasets = Annotated[DatasetService, Depends(dataset_service)]
 
 
 @router.post("/datasets/{dataset_id}", response_model=EntryOut, responses=_ERRORS, summary="Add a dataset entry")

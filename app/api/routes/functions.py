@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import Calls, CurrentProject, Functions
 from app.api.routes.calls import ACCEPTED, Prefer, outcome_response, wants_async
 from app.api.routes.jobs import IdempotencyKey
 from app.schemas.calls import CallResponse, ErrorBody
@@ -21,8 +21,8 @@ from app.schemas.functions import (
     UpdateFunctionRequest,
 )
 from app.schemas.paging import PageParams, Paginated
-from app.services.functions import FunctionService
-from app.store.functions import FunctionRepository
+from app.services.calls import CallService
+from app.store.projects import ProjectRef
 
 
 class RevisionIdConvertor(StringConvertor):
@@ -38,15 +38,6 @@ router = APIRouter(tags=["functions"])
 
 _ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 422)}
 _CALL_ERRORS = {**ACCEPTED, **{code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422, 502, 503)}}
-
-
-def function_service(state: State) -> FunctionService:
-    return FunctionService(
-        FunctionRepository(state.db), state.calls.resolver, state.settings.default_model, state.calls.catalog
-    )
-
-
-Functions = Annotated[FunctionService, Depends(function_service)]
 
 
 @router.post(
@@ -141,16 +132,13 @@ async def call_function(
     function_id: str,
     body: FunctionCallRequest,
     project: CurrentProject,
-    state: State,
+    calls: Calls,
     prefer: Prefer = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Runs the function's latest revision (its instructions, schemas, model and configuration, plus
     few-shot examples from its dataset) on `input`, as a job, and answers like `/call`."""
-    outcome = await state.job_service.call_function(
-        project, function_id, None, body, respond_async=wants_async(prefer), idempotency_key=idempotency_key
-    )
-    return outcome_response(outcome, prefer_applied=wants_async(prefer))
+    return await _answer_call(calls, project, function_id, None, body, prefer, idempotency_key)
 
 
 @router.post(
@@ -164,12 +152,26 @@ async def call_function_revision(
     revision_id: str,
     body: FunctionCallRequest,
     project: CurrentProject,
-    state: State,
+    calls: Calls,
     prefer: Prefer = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Like calling the function, with the definition pinned to `revision_id`."""
-    outcome = await state.job_service.call_function(
-        project, function_id, revision_id, body, respond_async=wants_async(prefer), idempotency_key=idempotency_key
+    return await _answer_call(calls, project, function_id, revision_id, body, prefer, idempotency_key)
+
+
+async def _answer_call(
+    calls: CallService,
+    project: ProjectRef,
+    function_id: str,
+    revision_id: str | None,
+    body: FunctionCallRequest,
+    prefer: str | None,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """Both call routes: the function at `revision_id` (None: its latest), answered like `/call`."""
+    respond_async = wants_async(prefer)
+    outcome = await calls.call_function(
+        project, function_id, revision_id, body, respond_async=respond_async, idempotency_key=idempotency_key
     )
-    return outcome_response(outcome, prefer_applied=wants_async(prefer))
+    return outcome_response(outcome, prefer_applied=respond_async)

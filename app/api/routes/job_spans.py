@@ -7,13 +7,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import CurrentProject, JobSpans
 from app.errors import BadRequest
 from app.schemas.calls import ErrorBody
 from app.schemas.job_spans import JobSpanOut
 from app.schemas.paging import Paginated, paginated
 from app.services.observability import canonical_id
-from app.store.job_spans import JobSpanRepository
 
 router = APIRouter(tags=["spans"])
 
@@ -28,7 +27,7 @@ MAX_JOBS = 100
 )
 def list_job_spans(
     project: CurrentProject,
-    state: State,
+    job_spans: JobSpans,
     job_id: Annotated[list[str], Query(description=f"A job's id; repeat for up to {MAX_JOBS} jobs")] = [],  # noqa: B006
     type: Annotated[  # noqa: A002 - the span field's name
         Literal["call", "generation"] | None, Query(description="Only call spans, or only model attempts")
@@ -42,5 +41,5 @@ def list_job_spans(
     if len(job_id) > MAX_JOBS:
         raise BadRequest(f"at most {MAX_JOBS} job ids per request", field_name="job_id")
     ids = [c for c in (canonical_id(j) for j in job_id) if c is not None]
-    spans = JobSpanRepository(state.db).of_jobs(project.id, ids, type) if ids else []
+    spans = job_spans.of_jobs(project.id, ids, type) if ids else []
     return paginated([JobSpanOut.of(span) for span in spans], len(spans))

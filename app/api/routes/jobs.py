@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import CurrentProject, Jobs
 from app.schemas.calls import ErrorBody
 from app.schemas.jobs import DeliveryOut, JobOut, JobRequest
 from app.schemas.paging import PageParams, Paginated, paginated
@@ -48,18 +48,18 @@ def job_accepted(job: JobRecord, *, replayed: bool, secret: str | None = None, p
     summary="Submit a job",
 )
 async def submit_job(
-    body: JobRequest, project: CurrentProject, state: State, idempotency_key: IdempotencyKey = None
+    body: JobRequest, project: CurrentProject, job_service: Jobs, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Runs a `/v2/call` body (or `function_id` + `input`) as a job and answers at once with it.
     Poll `GET /v2/jobs/{id}` (with `?wait=` to long-poll) or give a `webhook` to be called when it ends."""
-    submitted = await state.job_service.submit(project, body, idempotency_key=idempotency_key)
+    submitted = await job_service.submit(project, body, idempotency_key=idempotency_key)
     return job_accepted(submitted.job, replayed=submitted.replayed, secret=submitted.generated_secret)
 
 
 @router.get("/jobs", response_model=Paginated[JobOut], responses=_ERRORS, summary="List jobs")
 async def list_jobs(
     project: CurrentProject,
-    state: State,
+    job_service: Jobs,
     page: PageParams,
     status: Annotated[list[str], Query(description="queued, running, succeeded, failed, cancelled")] = [],  # noqa: B006
     name: Annotated[str | None, Query(description="The function's name")] = None,
@@ -75,7 +75,7 @@ async def list_jobs(
         batch_id=batch_id,
         include_batch_items=include_batch_items,
     )
-    jobs, total = await state.job_service.find(project, filters, page)
+    jobs, total = await job_service.find(project, filters, page)
     return paginated([JobOut.of(job) for job in jobs], total)
 
 
@@ -83,21 +83,21 @@ async def list_jobs(
 async def get_job(
     job_id: str,
     project: CurrentProject,
-    state: State,
+    job_service: Jobs,
     wait: Annotated[
         float,
         Query(description="Long-poll: answer as soon as the job ends, within this many seconds", allow_inf_nan=False),
     ] = 0,
 ) -> JobOut:
     """Its status, timestamps, attempts, input, and once ended its `result` (what `/v2/call` answers) or `error`."""
-    return JobOut.of(await state.job_service.get(project, job_id, wait=wait), with_input=True)
+    return JobOut.of(await job_service.get(project, job_id, wait=wait), with_input=True)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=_ERRORS, summary="Cancel a job")
-async def cancel_job(job_id: str, project: CurrentProject, state: State) -> JobOut:
+async def cancel_job(job_id: str, project: CurrentProject, job_service: Jobs) -> JobOut:
     """A queued job is cancelled at once; a running one too, and its provider call is abandoned.
     409 when the job already ended."""
-    return JobOut.of(await state.job_service.cancel(project, job_id))
+    return JobOut.of(await job_service.cancel(project, job_id))
 
 
 @router.get(
@@ -106,9 +106,9 @@ async def cancel_job(job_id: str, project: CurrentProject, state: State) -> JobO
     responses=_ERRORS,
     summary="List a job's webhook deliveries",
 )
-async def list_deliveries(job_id: str, project: CurrentProject, state: State, page: PageParams) -> dict:
+async def list_deliveries(job_id: str, project: CurrentProject, job_service: Jobs, page: PageParams) -> dict:
     """Each delivery with every attempt: when, the receiver's status code or the error, the next retry."""
-    deliveries, total = await state.job_service.deliveries_of(project, job_id, page)
+    deliveries, total = await job_service.deliveries_of(project, job_id, page)
     return paginated([DeliveryOut.of(d) for d in deliveries], total)
 
 
@@ -119,6 +119,6 @@ async def list_deliveries(job_id: str, project: CurrentProject, state: State, pa
     responses=_ERRORS,
     summary="Send a webhook delivery again",
 )
-async def redeliver(job_id: str, delivery_id: str, project: CurrentProject, state: State) -> DeliveryOut:
+async def redeliver(job_id: str, delivery_id: str, project: CurrentProject, job_service: Jobs) -> DeliveryOut:
     """The same message (same `webhook-id` and body), sent now, with a fresh retry schedule."""
-    return DeliveryOut.of(await state.job_service.redeliver(project, job_id, delivery_id))
+    return DeliveryOut.of(await job_service.redeliver(project, job_id, delivery_id))

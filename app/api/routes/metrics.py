@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.api.deps import CurrentProject
-from app.api.routes.spans import Spans
+from app.api.deps import CurrentProject, Spans
 from app.schemas.calls import ErrorBody
 from app.schemas.paging import PageParams, Paginated
 from app.schemas.spans import MetricCreate, MetricOut, MetricUpdate

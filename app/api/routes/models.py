@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import Catalog, CurrentProject, State
 from app.engine.cost import PriceTable
 from app.schemas.calls import ErrorBody
 from app.schemas.models import (
@@ -20,20 +19,12 @@ from app.schemas.models import (
     LanguageModelOut,
 )
 from app.schemas.paging import PageParams, Paginated, paginated
-from app.services.model_catalog import ModelCatalog
 from app.store.models_catalog import AliasRecord, CustomModelRecord
 
 router = APIRouter(tags=["models"])
 
 _READ_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404)}
 _WRITE_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422)}
-
-
-def get_catalog(state: State) -> ModelCatalog:
-    return ModelCatalog.from_settings(state.db, state.settings)
-
-
-Catalog = Annotated[ModelCatalog, Depends(get_catalog)]
 
 
 @lru_cache(maxsize=4)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import CurrentProject
-from app.api.routes.datasets import Datasets
+from app.api.deps import CurrentProject, Datasets
 from app.schemas.calls import ErrorBody
 from app.schemas.datasets import FeedbackIn, FeedbackOut, SaveExamplesOut
 

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Depends, Response
-
-from app.api.deps import CurrentProject, State
+from app.api.deps import CurrentProject, Spans
 from app.schemas.calls import ErrorBody
 from app.schemas.spans import SpanCreate, SpanOut, SpanUpdate, SpanWithFeedback
-from app.services.observability import SpanService
-from app.store.metrics import MetricRepository
 
 router = APIRouter(tags=["spans"])
 
-
-def span_service(state: State) -> SpanService:
-    return SpanService(state.db, state.spans, MetricRepository(state.db))
-
-
-Spans = Annotated[SpanService, Depends(span_service)]
 
 _ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 422)}
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import CurrentProject, Streams
 from app.schemas.calls import CallRequest, ErrorBody
 from app.schemas.functions import FunctionCallRequest
 from app.schemas.streaming import SSE_RESPONSES
@@ -34,12 +34,12 @@ def sse_response(events: AsyncIterator[str]) -> EventStreamResponse:
 @router.post(
     "/call/stream", response_class=EventStreamResponse, responses=_RESPONSES, summary="Complete a task, streamed"
 )
-async def call_stream(body: CallRequest, project: CurrentProject, state: State) -> EventStreamResponse:
+async def call_stream(body: CallRequest, project: CurrentProject, streams: Streams) -> EventStreamResponse:
     """Same body as `/v2/call`. Events: `{span_id}` first, then `{delta, chunk_type: "text"}`, or with an
     output schema `{delta, json_path, chunk_type: "json"}` (scalar values at paths such as `people[0].name`).
     An `error` chunk followed by more deltas means a new attempt restarted the output; an `error` chunk
     at the end means the call failed. The result is stored like any call's (span, usage, cost)."""
-    return sse_response(await state.stream_service.open_call(project, body))
+    return sse_response(await streams.open_call(project, body))
 
 
 @router.post(
@@ -49,11 +49,11 @@ async def call_stream(body: CallRequest, project: CurrentProject, state: State) 
     summary="Call a function, streamed",
 )
 async def function_stream(
-    function_id: str, body: FunctionCallRequest, project: CurrentProject, state: State
+    function_id: str, body: FunctionCallRequest, project: CurrentProject, streams: Streams
 ) -> EventStreamResponse:
     """Like `/v2/call/stream` on the function's latest revision. Every `delta` is a string (the SDK's
     function-stream model wants one): with an output schema, pieces of the answer's JSON text."""
-    return sse_response(await state.stream_service.open_function_call(project, function_id, None, body))
+    return sse_response(await streams.open_function_call(project, function_id, None, body))
 
 
 @router.post(
@@ -63,7 +63,7 @@ async def function_stream(
     summary="Call a function at a revision, streamed",
 )
 async def function_revision_stream(
-    function_id: str, revision_id: str, body: FunctionCallRequest, project: CurrentProject, state: State
+    function_id: str, revision_id: str, body: FunctionCallRequest, project: CurrentProject, streams: Streams
 ) -> EventStreamResponse:
     """Like the function stream, with the definition pinned to `revision_id`."""
-    return sse_response(await state.stream_service.open_function_call(project, function_id, revision_id, body))
+    return sse_response(await streams.open_function_call(project, function_id, revision_id, body))

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from app.api.deps import CurrentProject, State
+from app.api.deps import CurrentProject, Traces
 from app.schemas.calls import ErrorBody
 from app.schemas.paging import PageParams, Paginated
 from app.schemas.traces import Trace, TraceSummary
-from app.services.traces import TraceService
-from app.store.metrics import MetricRepository
-from app.store.traces import TraceRepository
 
 router = APIRouter(tags=["traces"])
 
 _ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 422)}
-
-
-def trace_service(state: State) -> TraceService:
-    return TraceService(TraceRepository(state.db), MetricRepository(state.db))
-
-
-Traces = Annotated[TraceService, Depends(trace_service)]
 
 
 @router.get("/traces", response_model=Paginated[TraceSummary], responses=_ERRORS, summary="List traces")
