@@ -77,10 +77,7 @@ class ProviderBatchLoop:
         ttl = int(self.lock_seconds * 1000)
         if await client.set(keys.PROVIDER_BATCH_LOCK, self.member, nx=True, px=ttl):
             return True
-        if await client.get(keys.PROVIDER_BATCH_LOCK) == self.member.encode():
-            await client.pexpire(keys.PROVIDER_BATCH_LOCK, ttl)
-            return True
-        return False
+        return await redis_locks.extend_async(client, keys.PROVIDER_BATCH_LOCK, self.member, ttl)
 
     async def _refresh(self, client) -> None:  # noqa: ANN001
         while True:
