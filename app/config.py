@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     job_hard_time_limit: int = Field(900, validation_alias=AliasChoices("CONVEYOR_JOB_HARD_TIME_LIMIT"))
     job_lease_seconds: int = Field(60, validation_alias=AliasChoices("CONVEYOR_JOB_LEASE_SECONDS"))
     sweep_interval_seconds: float = Field(10.0, validation_alias=AliasChoices("CONVEYOR_SWEEP_INTERVAL"))
-    # An interactive job queued this long has its message sent again (workers/sweeper.py): the backstop
+    # An interactive job queued this long has its message sent again (workers/periodic.py): the backstop
     # for a message lost in transit (an API that died before enqueueing, a broker connection cut).
     stranded_after_seconds: float = Field(300.0, gt=0, validation_alias=AliasChoices("CONVEYOR_STRANDED_AFTER"))
     worker_concurrency: int = Field(1000, validation_alias=AliasChoices("CONVEYOR_WORKER_CONCURRENCY"))

@@ -1,7 +1,7 @@
 """The queue port: queue names, task names, the messages, and the only ways onto the broker.
 
 Two ways in. `enqueue_job` serves the API's call path (below). `TaskQueue` serves everything that
-publishes from a thread: webhook dispatch, the batch dispatcher, the sweeper's re-sends and the
+publishes from a thread: webhook dispatch, the batch dispatcher, the periodic re-sends and the
 runner's deferrals, through a Celery app's pooled producers (`broker_client` builds the app; the
 worker adds its consumer settings to the same app in workers/celery_app.py).
 
@@ -111,7 +111,7 @@ def broker_client(settings: Settings) -> Celery:
     app = Celery("conveyor", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
         # Redis redelivers an unacked message after this long. It must exceed the longest a job may
-        # run, or a slow job would be started twice; fast recovery of crashed jobs is the sweeper's job.
+        # run, or a slow job would be started twice; fast recovery of crashed jobs is the periodic duties' job.
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
         task_default_queue=INTERACTIVE_QUEUE,
         task_ignore_result=True,  # results live in the database, not in a Celery backend

@@ -1,6 +1,6 @@
 """Feeding batch items to the `conveyor.batch` queue a window at a time, never all at once.
 
-Submitting a batch sends no message. Each worker's sweeper thread runs `BatchDispatcher.tick` (one
+Submitting a batch sends no message. Each worker's periodic duties thread runs `BatchDispatcher.tick` (one
 worker per round, by a Redis lock): for every live batch it
 - tops the batch up to its share of the window: items out (sent and unclaimed, or running) stay at
   most `window_per_slot` × the job slots of live batch workers, shared evenly among live batches;
@@ -10,7 +10,7 @@ worker per round, by a Redis lock): for every live batch it
   ends batches whose items all ended (see BatchCompletion).
 Rounds come every half second, and sooner (at most every 0.1 s) after a worker ended an item, so the
 window refills quickly even for fast models while messages still go out many per round: one message
-per publish costs several times the broker round trips of a batch of them (workers/sweeper.py).
+per publish costs several times the broker round trips of a batch of them (workers/periodic.py).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class DispatchPolicy:
 
 class BatchCapacity:
     """How many job slots consume the batch queue: each such worker registers its own in a Redis hash
-    with an expiry time, refreshed by its sweeper; members not refreshed in time no longer count."""
+    with an expiry time, refreshed by its periodic duties; members not refreshed in time no longer count."""
 
     def __init__(self, client: redis.Redis, *, ttl_seconds: float = 30.0) -> None:
         self.client = client

@@ -3,7 +3,7 @@
 Should the group's transaction fail, each job is written alone, so one bad row holds back no other
 job.
 Announcements (job done, stream end, webhook dispatch) go out only after the commit; each has a
-backstop if lost (waiters re-check, the sweeper dispatches).
+backstop if lost (waiters re-check, the periodic duties dispatch).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class EndingWriter:
             for row in ending.finish.extra_rows:  # the webhook delivery, if the job has one
                 try:
                     self.runtime.dispatcher.dispatch(row.id)
-                except Exception:  # the sweeper dispatches it once DISPATCH_GRACE has passed
+                except Exception:  # the periodic duties dispatch it once DISPATCH_GRACE has passed
                     log.warning(
                         "could not dispatch a webhook delivery", extra={"job_id": ending.claim.job.id}, exc_info=True
                     )

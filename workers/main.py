@@ -22,10 +22,10 @@ from app.store.job_recovery import JobRecovery
 from workers import broker
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
 from workers.loop_pool import LoopTasks, loop_pool
+from workers.periodic import PeriodicDuties
 from workers.presence import Presence
 from workers.runner import JobRunner
 from workers.runtime import WorkerRuntime
-from workers.sweeper import LeaseSweeper
 from workers.tasks.batches import batch_duties, batch_support, register_batch_tasks
 from workers.tasks.calls import register_call_tasks
 from workers.tasks.provider_batches import ProviderBatchLoop
@@ -86,7 +86,7 @@ def run_worker(
     app.conf.broker_transport = broker.TRANSPORT
     app.amqp.Connection = broker.PromptlyReconnecting  # back within 5 s of Redis returning
     register_webhook_tasks(app, runtime)
-    sweeper = LeaseSweeper(
+    periodic = PeriodicDuties(
         JobRecovery(runtime.db),
         queue,
         settings.sweep_interval_seconds,
@@ -96,7 +96,7 @@ def run_worker(
         batches=duties,
         stranded_after=timedelta(seconds=settings.stranded_after_seconds),
     )
-    sweeper.start()
+    periodic.start()
     provider_batches = ProviderBatchLoop(runtime, member)
     provider_batches.start()
     presence = Presence(runtime.redis, keys.worker_presence(socket.gethostname(), os.getpid()))
@@ -125,7 +125,7 @@ def run_worker(
     finally:
         presence.withdraw()
         duties.capacity.unregister(member)
-        sweeper.stop()
+        periodic.stop()
         provider_batches.stop()
         runtime.counts.stop(runtime.redis)
         runtime.close()

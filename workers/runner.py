@@ -2,13 +2,14 @@
 
 The job waits for its engine call in slices of a third of the lease, renewing the lease between
 slices; the database writes run on the runtime's few blocking threads, so a job in flight costs a
-coroutine, not a thread. A worker that dies stops renewing, and the sweeper hands the job to another worker;
-a worker that finds its lease gone, or its job cancelled, abandons its work instead of writing.
+coroutine, not a thread. A worker that dies stops renewing, and the periodic duties (workers/periodic.py)
+hand the job to another worker; a worker that finds its lease gone, or its job cancelled, abandons its
+work instead of writing.
 
 The final state, the spans and the webhook delivery are written in one transaction, only by the
 holder of the current lease: however often a job is redelivered, it has one result, is billed once,
 and its webhook carries that one result. Announcements (job done, stream end, webhook dispatch) go
-out after the commit; each has a backstop if it is lost (waiters re-check, the sweeper dispatches).
+out after the commit; each has a backstop if it is lost (waiters re-check, the periodic duties dispatch).
 
 Batch items run the same way, with their batch's template merged into their task, at the rate
 limiter's low priority and with a bounded wait for it: when the limiter has no room in time, the job

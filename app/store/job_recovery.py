@@ -1,6 +1,6 @@
-"""Jobs the sweeper puts back in motion: running jobs whose worker stopped renewing its lease, and
-queued interactive jobs whose broker message may never have been sent. The job state machine itself
-(create, claim, renew, finish, cancel) lives in app/store/jobs.py."""
+"""Jobs the workers' periodic duties (workers/periodic.py) put back in motion: running jobs whose worker
+stopped renewing its lease, and queued interactive jobs whose broker message may never have been sent.
+The job state machine itself (create, claim, renew, finish, cancel) lives in app/store/jobs.py."""
 
 from __future__ import annotations
 

@@ -69,10 +69,11 @@ def rate_limit_slots(scope: str) -> str:
 
 
 BATCH_DISPATCH_LOCK = f"{PREFIX}:batch:dispatch-lock"
-"""Held by the one worker whose sweeper tops up batch windows this round (others skip the round)."""
+"""Held by the one worker whose periodic duties top up batch windows this round (others skip the round)."""
 
 BATCH_CAPACITY = f"{PREFIX}:batch:capacity"
-"""Hash: `host:pid` of each worker consuming the batch queue → `threads:expires_epoch` (refreshed by its sweeper)."""
+"""Hash: `host:pid` of each worker consuming the batch queue → `threads:expires_epoch` (refreshed by its
+periodic duties)."""
 
 PROVIDER_BATCH_LOCK = f"{PREFIX}:batch:provider-batch-lock"
 """Held (and refreshed) by the one worker running provider-batch rounds (workers/tasks/provider_batches.py)."""

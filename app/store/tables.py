@@ -214,7 +214,7 @@ class Job(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # Batch items (migration 0007). Their `task` holds only name, input and tags: the rest is the
     # batch's template. `dispatched_at` is set while a message for the item is on the broker; on a
-    # queued interactive job, when the sweeper last re-sent its message (see `resend_stranded`).
+    # queued interactive job, when the periodic duties last re-sent its message (see `resend_stranded`).
     batch_id: Mapped[str | None] = mapped_column(String(36))
     batch_seq: Mapped[int | None] = mapped_column(Integer)  # 1-based position in the submission
     custom_id: Mapped[str | None] = mapped_column(String(255))

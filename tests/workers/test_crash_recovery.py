@@ -15,7 +15,7 @@ from app.store.tables import Job, JobStatus, Span
 from tests.helpers import eventually, unique
 from tests.stack import start_stack
 from workers.celery_app import INTERACTIVE_QUEUE, RUN_JOB, make_celery
-from workers.sweeper import STRANDED_AFTER
+from workers.periodic import STRANDED_AFTER
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 An item's message carries its job id only; the JobRunner does the rest (template, rate-limit
 priority, an early dispatcher round). `batch_duties` and `batch_support` build, from the worker's
-runtime, what the sweeper and the runner need.
+runtime, what the periodic duties and the runner need.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from app.store.batches import BatchRepository
 from workers.batch_dispatch import BatchCapacity, BatchDispatcher, DispatchPolicy
 from workers.celery_app import RUN_BATCH_ITEM
 from workers.loop_pool import LoopTasks
+from workers.periodic import BatchDuties
 from workers.runner import BatchSupport, JobRunner
 from workers.runtime import WorkerRuntime
-from workers.sweeper import BatchDuties
 
 
 def register_batch_tasks(app: Celery, tasks: LoopTasks, runner: JobRunner) -> None:
@@ -28,7 +28,7 @@ def register_batch_tasks(app: Celery, tasks: LoopTasks, runner: JobRunner) -> No
 
 
 def batch_duties(runtime: WorkerRuntime, queue: TaskQueue, *, member: str, slots: int) -> BatchDuties:
-    """The dispatcher this worker's sweeper runs rounds of (and its capacity registration)."""
+    """The dispatcher this worker's periodic duties run rounds of (and its capacity registration)."""
     batches = BatchRepository(runtime.db)
     capacity = BatchCapacity(runtime.redis)
     dispatcher = BatchDispatcher(

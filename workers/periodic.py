@@ -39,7 +39,7 @@ STRANDED_AFTER = timedelta(minutes=5)
 
 @dataclass
 class BatchDuties:
-    """The sweeper's batch work: rounds of the dispatcher, and this worker's share of the capacity.
+    """The batch work among the periodic duties: rounds of the dispatcher, and this worker's share of the capacity.
 
     A round runs every `interval_seconds`, or at the next `check_seconds` after `kick()` (called as
     this worker's items end), so a fast batch's window refills without a message per item."""
@@ -80,7 +80,7 @@ class BatchDuties:
             self.capacity.register(self.member, self.slots)
 
 
-class LeaseSweeper:
+class PeriodicDuties:
     def __init__(
         self,
         recovery: JobRecovery,
