@@ -23,31 +23,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
-from app.engine.executor import complete_task
-from app.engine.results import AttemptRecord, CallResult
-from app.engine.streaming import complete_streaming
-from app.engine.task import task_from_dict
-from app.errors import ConveyorError, TaskFailed
+from app.engine.results import CallResult
 from app.queue import TaskQueue
-from app.ratelimit import RateLimitWaitExceeded
-from app.services.batch_items import TemplateCache
 from app.services.call_spans import spans_for_failure, spans_for_success
-from app.services.fewshot import EmptyDatasetMemo, select_examples
-from app.services.stream_messages import StreamChannel
+from app.services.fewshot import EmptyDatasetMemo
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import Claim, Finish
 from app.store.tables import JobStatus, utcnow
-from workers.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY
+from workers.batch_support import BatchSupport, with_template
 from workers.cancellation import Watch
 from workers.claims import ClaimBatcher
+from workers.deferral import defer
 from workers.endings import Ending, EndingWriter
+from workers.engine_call import engine_call
 from workers.grouped import Grouped
+from workers.job_outcomes import Deferred, JobCancelled, JobFailure, LeaseLost, failure, outcome_of
 from workers.outage import LeaseClock, while_leased
 from workers.runtime import WorkerRuntime
 
@@ -55,40 +50,12 @@ log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class JobFailure:
-    error: dict[str, Any]
-    attempts: tuple[AttemptRecord, ...]
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """The rate limiter had no room in time: run the job again after `retry_after` seconds."""
-
-    retry_after: float
-
-
-@dataclass(frozen=True)
-class BatchSupport:
-    """What running batch items needs: their templates, and a call after each ends (for an early
-    dispatcher round: the batch's next items, or its end)."""
-
-    templates: TemplateCache
-    item_ended: Callable[[], None]
-
-
-MAX_DEFER_SECONDS = 30.0
-
-
-class LeaseLost(Exception):
-    """Another worker now owns the job; this one must not write anything."""
-
-
-class JobCancelled(Exception):
-    """The API cancelled the job (and recorded it); this worker must not write anything."""
-
-
 class JobRunner:
+    """The steps of a job, in order: claim (workers/claims.py, with a batch item's template), the engine
+    call (workers/engine_call.py) under the lease and the hard time limit, its outcome
+    (workers/job_outcomes.py), then either a deferral (workers/deferral.py) or the ending
+    (workers/endings.py)."""
+
     def __init__(
         self, runtime: WorkerRuntime, *, queue: TaskQueue | None = None, batches: BatchSupport | None = None
     ) -> None:
@@ -125,7 +92,7 @@ class JobRunner:
                 log.info("job cancelled; its provider call was abandoned", extra={"job_id": job_id})
                 return None
         if isinstance(outcome, Deferred):
-            await self._blocking(self._defer, claim, outcome.retry_after)
+            await self._blocking(defer, self.runtime, self.queue, claim, outcome.retry_after)
             return None
         status = await self._finish(claim, outcome, started, lease)
         if claim.job.batch_id and self.batches is not None:
@@ -137,40 +104,16 @@ class JobRunner:
 
     def _claim_many(self, job_ids: list[str]) -> dict[str, Claim]:
         claims = self.runtime.jobs.claim_queued(job_ids, self.settings.job_lease_seconds)
-        return {job_id: self._with_template(claim) for job_id, claim in claims.items()}
+        return {job_id: with_template(claim, self.batches) for job_id, claim in claims.items()}
 
     def _claim_one(self, job_id: str) -> Claim | None:
         claim = self.runtime.jobs.claim(job_id, self.settings.job_lease_seconds)
-        return self._with_template(claim) if claim is not None else None
-
-    def _with_template(self, claim: Claim) -> Claim:
-        """A batch item's claim with the full task: the batch's template with the item's own part."""
-        if claim.job.batch_id is None:
-            return claim
-        template = self.batches.templates.get(claim.job.batch_id) if self.batches is not None else None
-        if template is None:
-            return claim  # the engine call fails on the incomplete task, and says so
-        return replace(claim, job=replace(claim.job, task={**template, **claim.job.task}))
-
-    def _defer(self, claim: Claim, retry_after: float) -> None:
-        """Hand the job back (no attempt counted) and send it again once the limiter may have room."""
-        job = claim.job
-        countdown = min(max(retry_after, 1.0), MAX_DEFER_SECONDS)
-        due = utcnow() + timedelta(seconds=countdown) if job.batch_id else None
-        if self.runtime.jobs.release(job.id, claim.token, redispatch_at=due) is None:
-            return
-        log.info("no rate-limit room; job goes back to the queue", extra={"job_id": job.id, "countdown": countdown})
-        try:
-            if self.queue is None:
-                raise RuntimeError("this runner has no queue to re-enqueue with")
-            self.queue.defer(job.id, batch_item=job.batch_id is not None, countdown=countdown)
-        except Exception:  # a batch item is sent again by the dispatcher once its message counts as lost
-            log.error("could not re-enqueue a deferred job", extra={"job_id": job.id}, exc_info=True)
+        return with_template(claim, self.batches) if claim is not None else None
 
     async def _execute(self, claim: Claim, watch: Watch, lease: LeaseClock) -> CallResult | JobFailure | Deferred:
         """The engine call, renewing the lease every third of it and bounded by the hard time limit; a
         renewal the database could not take is let pass while the lease lasts (workers/outage.py)."""
-        call = asyncio.ensure_future(self._engine_call(claim))
+        call = asyncio.ensure_future(engine_call(self.runtime, claim, self.empty_datasets))
         watch.attach(call)
         deadline = time.monotonic() + self.settings.job_hard_time_limit
         slice_seconds = max(self.settings.job_lease_seconds / 3, 0.2)
@@ -178,10 +121,10 @@ class JobRunner:
             remaining = deadline - time.monotonic()
             done, _ = await asyncio.wait((call,), timeout=max(min(slice_seconds, remaining), 0.01))
             if done:
-                return self._outcome(claim, call, watch)
+                return outcome_of(claim.job.id, call, watch)
             if time.monotonic() >= deadline:
                 call.cancel()
-                return self._failure(
+                return failure(
                     "JobTimeout", f"the job exceeded its hard time limit of {self.settings.job_hard_time_limit} s"
                 )
             asked_at = time.monotonic()
@@ -199,54 +142,6 @@ class JobRunner:
                 call.cancel()
                 raise LeaseLost()
             lease.renewed(asked_at, self.settings.job_lease_seconds)
-
-    def _outcome(self, claim: Claim, call: asyncio.Future, watch: Watch) -> CallResult | JobFailure | Deferred:
-        try:
-            return call.result()
-        except TaskFailed as exc:
-            return JobFailure(_error_body(exc), exc.records)
-        except RateLimitWaitExceeded as exc:  # raised before any provider request: nothing spent
-            return Deferred(exc.retry_after)
-        except asyncio.CancelledError:
-            raise (JobCancelled() if watch.cancelled else LeaseLost()) from None
-        except ConveyorError as exc:
-            return JobFailure(_error_body(exc), ())
-        except Exception as exc:  # a bug: keep the job honest and the worker alive
-            log.exception("job crashed", extra={"job_id": claim.job.id})
-            return self._failure("InternalServerError", f"internal error: {type(exc).__name__}")
-
-    async def _engine_call(self, claim: Claim) -> CallResult:
-        job = claim.job
-        task = task_from_dict(job.task)
-        deps = self.runtime.engine_deps
-        # Few-shot examples from the function's dataset, closest to the input first (never fails the call).
-        examples = await select_examples(
-            self.runtime.db, job.project_id, job.function_id, task, empty=self.empty_datasets
-        )
-        if not job.stream:
-            # Batch items yield to interactive calls at the limiter, and wait for it only so long.
-            priority, max_wait = (BATCH_PRIORITY, BATCH_MAX_RATE_WAIT) if job.batch_id else (1, None)
-            return await complete_task(
-                task,
-                deps,
-                cache_scope=job.project_id,
-                extra_examples=examples,
-                priority=priority,
-                max_rate_wait=max_wait,
-            )
-        # A second delivery of the job may follow output its first worker streamed: it says so first.
-        return await complete_streaming(
-            task,
-            deps,
-            cache_scope=job.project_id,
-            sink=StreamChannel(self.runtime.async_redis, job.id),
-            restarted=job.delivery_attempts > 1,
-            extra_examples=examples,
-        )
-
-    @staticmethod
-    def _failure(error_type: str, message: str) -> JobFailure:
-        return JobFailure({"type": error_type, "message": message, "detail": message, "status_code": 500}, ())
 
     async def _finish(
         self, claim: Claim, outcome: CallResult | JobFailure, started: datetime, lease: LeaseClock
@@ -273,12 +168,3 @@ class JobRunner:
             return None
         log.info("job finished", extra={"job_id": job.id, "status": status.value})
         return status
-
-
-def _error_body(exc: ConveyorError) -> dict[str, Any]:
-    return {
-        "type": exc.error_type,
-        "message": exc.message,
-        "detail": exc.detail,
-        "status_code": exc.status_code,
-    }

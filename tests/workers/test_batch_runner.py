@@ -21,11 +21,12 @@ from app.store.batches import BatchRepository, NewBatch, NewItem
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, utcnow
 from tests.workers.in_process import in_process_runtime
-from workers import runner as runner_module
+from workers import engine_call as engine_call_module
 from workers.batch_dispatch import BATCH_MAX_RATE_WAIT, BATCH_PRIORITY
+from workers.batch_support import BatchSupport
 from workers.cancellation import Watch
 from workers.celery_app import BATCH_QUEUE, RUN_BATCH_ITEM
-from workers.runner import BatchSupport, JobRunner
+from workers.runner import JobRunner
 
 
 @dataclass
@@ -77,7 +78,7 @@ def test_a_batch_item_without_rate_limit_room_goes_back_to_the_queue(setup, monk
         asked.update(kwargs, instructions=task.instructions, input=task.input, tags=task.tags)
         raise RateLimitWaitExceeded("fake/a", "rpm", 12.5)
 
-    monkeypatch.setattr(runner_module, "complete_task", no_room)
+    monkeypatch.setattr(engine_call_module, "complete_task", no_room)
     assert runner.run(intake.anchor_job_id) is None
     assert asked["priority"] == BATCH_PRIORITY and asked["max_rate_wait"] == BATCH_MAX_RATE_WAIT
     assert (asked["instructions"], asked["input"], asked["tags"]) == ("be brief", {"q": 1}, {"k": "v"})
@@ -98,7 +99,7 @@ def test_a_batch_item_that_runs_ends_and_sends_the_next(setup, monkeypatch):
         now = utcnow()
         return CallResult("fake/a", "hi", None, Usage(3, 2), Cost(0.5), (), started_at=now, ended_at=now)
 
-    monkeypatch.setattr(runner_module, "complete_task", answer)
+    monkeypatch.setattr(engine_call_module, "complete_task", answer)
     assert runner.run(intake.anchor_job_id) is JobStatus.succeeded
     assert relay.count == 1  # an early dispatcher round was asked for
     batch = batches.get(intake.batch_id)

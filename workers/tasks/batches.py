@@ -16,10 +16,11 @@ from app.services.batch_items import TemplateCache
 from app.store.batch_dispatch import BatchDispatchRepository
 from app.store.batches import BatchRepository
 from workers.batch_dispatch import BatchCapacity, BatchDispatcher, DispatchPolicy
+from workers.batch_support import BatchSupport
 from workers.celery_app import RUN_BATCH_ITEM
 from workers.loop_pool import LoopTasks
 from workers.periodic import BatchDuties
-from workers.runner import BatchSupport, JobRunner
+from workers.runner import JobRunner
 from workers.runtime import WorkerRuntime
 
 

@@ -1,0 +1,67 @@
+"""What running a job's engine call can come to: a result, a failure to record, a deferral, or one of the
+two ways the worker must write nothing (its lease went to another worker, or the job was cancelled)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.results import AttemptRecord, CallResult
+from app.errors import ConveyorError, TaskFailed
+from app.ratelimit import RateLimitWaitExceeded
+from workers.cancellation import Watch
+
+log = logging.getLogger("conveyor.worker")
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    error: dict[str, Any]
+    attempts: tuple[AttemptRecord, ...]
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """The rate limiter had no room in time: run the job again after `retry_after` seconds."""
+
+    retry_after: float
+
+
+class LeaseLost(Exception):
+    """Another worker now owns the job; this one must not write anything."""
+
+
+class JobCancelled(Exception):
+    """The API cancelled the job (and recorded it); this worker must not write anything."""
+
+
+def failure(error_type: str, message: str) -> JobFailure:
+    return JobFailure({"type": error_type, "message": message, "detail": message, "status_code": 500}, ())
+
+
+def outcome_of(job_id: str, call: asyncio.Future, watch: Watch) -> CallResult | JobFailure | Deferred:
+    """The finished engine call's outcome; raises LeaseLost or JobCancelled when it was cancelled."""
+    try:
+        return call.result()
+    except TaskFailed as exc:
+        return JobFailure(error_body(exc), exc.records)
+    except RateLimitWaitExceeded as exc:  # raised before any provider request: nothing spent
+        return Deferred(exc.retry_after)
+    except asyncio.CancelledError:
+        raise (JobCancelled() if watch.cancelled else LeaseLost()) from None
+    except ConveyorError as exc:
+        return JobFailure(error_body(exc), ())
+    except Exception as exc:  # a bug: keep the job honest and the worker alive
+        log.exception("job crashed", extra={"job_id": job_id})
+        return failure("InternalServerError", f"internal error: {type(exc).__name__}")
+
+
+def error_body(exc: ConveyorError) -> dict[str, Any]:
+    return {
+        "type": exc.error_type,
+        "message": exc.message,
+        "detail": exc.detail,
+        "status_code": exc.status_code,
+    }
