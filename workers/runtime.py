@@ -1,4 +1,6 @@
-"""Everything a worker process shares across its job threads, built once from settings."""
+"""Everything a worker process shares, built once from settings: the database and Redis clients, the
+event loop its jobs run on as coroutines, the few blocking threads their database writes go to, the
+engine's dependencies (providers, cache, rate limiter, prices), cancellation, and webhook sending."""
 
 from __future__ import annotations
 

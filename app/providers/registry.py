@@ -1,4 +1,9 @@
-"""Model name → adapter. `openai/gpt-4o-mini` goes to the `openai` factory with model id `gpt-4o-mini`."""
+"""Model name → adapter. `openai/gpt-4o-mini` goes to the `openai` factory with model id `gpt-4o-mini`.
+
+Adapters are built on first use and share one HTTP client per event loop. The registry also gives each
+prefix's provider key id (the rate limiter keeps a budget per key), an OpenAI-compatible embeddings
+client per prefix that has one, and `custom/<id>` models loaded from the catalog (their listener is
+told each one as it loads: the worker bills them at their own prices)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP model of `GET /analytics/usage` (Opper v2 wire format, see shared/opper-v2-api.md §7)."""
+"""HTTP model of `GET /analytics/usage` (Opper v2 wire format, see docs/opper-v2-api.md §7)."""
 
 from __future__ import annotations
 

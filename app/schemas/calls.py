@@ -1,4 +1,4 @@
-"""HTTP models of `POST /v2/call` (Opper v2 wire format, see shared/opper-v2-api.md §2)."""
+"""HTTP models of `POST /v2/call` (Opper v2 wire format, see docs/opper-v2-api.md §2)."""
 
 from __future__ import annotations
 

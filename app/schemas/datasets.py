@@ -1,4 +1,4 @@
-"""HTTP models of dataset entries, saved examples and span feedback (shared/opper-v2-api.md §5, §6).
+"""HTTP models of dataset entries, saved examples and span feedback (docs/opper-v2-api.md §5, §6).
 
 Entry `input`/`output`/`expected` are accepted as any JSON but returned as strings, as the official
 SDK requires: a stored string as it is, anything else as its JSON text with sorted keys (PostgreSQL's

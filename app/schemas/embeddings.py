@@ -1,4 +1,4 @@
-"""HTTP models of `POST /v2/embeddings` (opper-v2-api.md §8), OpenAI-shaped."""
+"""HTTP models of `POST /v2/embeddings` (docs/opper-v2-api.md §8), OpenAI-shaped."""
 
 from __future__ import annotations
 

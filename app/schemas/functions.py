@@ -1,4 +1,4 @@
-"""HTTP models of functions and revisions (Opper v2 wire format, see shared/opper-v2-api.md §4)."""
+"""HTTP models of functions and revisions (Opper v2 wire format, see docs/opper-v2-api.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP models of `/v2/models`: the price-table models, custom models and aliases (opper-v2-api.md §8)."""
+"""HTTP models of `/v2/models`: the price-table models, custom models and aliases (docs/opper-v2-api.md §8)."""
 
 from __future__ import annotations
 

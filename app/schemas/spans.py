@@ -1,4 +1,4 @@
-"""HTTP models of spans and span metrics (Opper v2 wire format, see shared/opper-v2-api.md §6)."""
+"""HTTP models of spans and span metrics (Opper v2 wire format, see docs/opper-v2-api.md §6)."""
 
 from __future__ import annotations
 

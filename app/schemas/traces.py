@@ -1,4 +1,4 @@
-"""HTTP models of traces (Opper v2 wire format, see shared/opper-v2-api.md §6): every text field the
+"""HTTP models of traces (Opper v2 wire format, see docs/opper-v2-api.md §6): every text field the
 SDK types as `str` (the root's and each span's input/output) is sent as a JSON-encoded string."""
 
 from __future__ import annotations

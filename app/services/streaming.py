@@ -1,7 +1,7 @@
 """Streamed calls: submit the job, follow its stream messages from Redis, and write Opper SSE chunks.
 
 The stream subscribes to the job's channel before the job is enqueued, so no delta can be missed.
-Framing (shared/opper-v2-api.md §3): `data: {json object}\\n\\n` events only, the span id first, no
+Framing (docs/opper-v2-api.md §3): `data: {json object}\\n\\n` events only, the span id first, no
 terminator (the connection closes at the end), `: keep-alive` comments while the model is silent.
 The job runs and is stored like any call; a client that disconnects does not cancel it.
 """

@@ -1,8 +1,11 @@
-"""The job state machine: create, claim with a lease, renew, finish once, and sweep expired leases.
+"""The job state machine: create, claim with a lease (one job or many), renew, finish once (one job or
+many, with their spans, deliveries and batch counters), cancel, and hand a deferred job back; listing.
 
 Every transition is a single conditional UPDATE, so two workers holding the same job (a broker
-redelivery, a sweep racing a slow worker) can never both write a result: only the holder of the
-current lease token can finish the job, and only while it is still running.
+redelivery, a lease recovery racing a slow worker) can never both write a result: only the holder of
+the current lease token can finish the job, and only while it is still running. Expired leases and
+stranded jobs are recovered in app/store/job_recovery.py; the API's own INSERT on its event loop is
+app/store/async_jobs.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Usage analytics: `GET /analytics/usage` (shared/opper-v2-api.md §7)."""
+"""Usage analytics: `GET /analytics/usage` (docs/opper-v2-api.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dataset entries (shared/opper-v2-api.md §5). Each function owns one dataset; its id is on the function."""
+"""Dataset entries (docs/opper-v2-api.md §5). Each function owns one dataset; its id is on the function."""
 
 from __future__ import annotations
 

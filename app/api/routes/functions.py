@@ -1,4 +1,4 @@
-"""Functions, their revisions, and calls of a stored function (shared/opper-v2-api.md §4)."""
+"""Functions, their revisions, and calls of a stored function (docs/opper-v2-api.md §4)."""
 
 from __future__ import annotations
 

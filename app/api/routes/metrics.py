@@ -1,4 +1,4 @@
-"""Span metrics: `/spans/{span_id}/metrics[/{metric_id}]` (shared/opper-v2-api.md §6)."""
+"""Span metrics: `/spans/{span_id}/metrics[/{metric_id}]` (docs/opper-v2-api.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Saving calls to their function's dataset, and feedback on spans (shared/opper-v2-api.md §5, §6)."""
+"""Saving calls to their function's dataset, and feedback on spans (docs/opper-v2-api.md §5, §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Spans: `POST /spans`, `GET|PATCH|DELETE /spans/{span_id}` (shared/opper-v2-api.md §6)."""
+"""Spans: `POST /spans`, `GET|PATCH|DELETE /spans/{span_id}` (docs/opper-v2-api.md §6)."""
 
 from __future__ import annotations
 

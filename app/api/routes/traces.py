@@ -1,4 +1,4 @@
-"""Traces: `GET /traces`, `GET /traces/{trace_id}` (shared/opper-v2-api.md §6)."""
+"""Traces: `GET /traces`, `GET /traces/{trace_id}` (docs/opper-v2-api.md §6)."""
 
 from __future__ import annotations
 
