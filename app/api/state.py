@@ -22,7 +22,6 @@ class AppState:
     settings: Settings
     db: Database
     redis: aioredis.Redis
-    queue: TaskQueue
     registry: ProviderRegistry
     projects: ProjectRepository
     waiter: JobWaiter
@@ -42,7 +41,6 @@ class AppState:
             settings=settings,
             db=db,
             redis=redis,
-            queue=queue,
             registry=registry,
             projects=ProjectRepository(db),
             waiter=waiter,
