@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import uuid
 
@@ -11,7 +10,6 @@ from opperai import Opper, errors
 
 from tests.compat.test_sdk_functions import prompt_for
 from tests.unit.test_fewshot import TOPICS
-from workers import runner
 
 
 @pytest.fixture
@@ -104,10 +102,6 @@ def test_datasets_are_isolated_between_projects(stack, opper):
     assert opper.datasets.list_entries(dataset_id=dataset_id).meta.total_count == 1
 
 
-@pytest.mark.skipif(
-    "select_examples" not in inspect.getsource(runner),
-    reason="workers/runner.py does not pass dataset examples to the engine yet",
-)
 def test_calls_get_the_most_relevant_dataset_examples(opper, fake_provider):
     function = opper.functions.create(name="topics", instructions="Name the topic.", model="fake/topics")
     for topic, questions in TOPICS.items():
