@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import uuid
 
@@ -10,17 +9,9 @@ import pytest
 from opperai import Opper, errors
 
 from app.engine.cost import PriceTable
-from app.services.task_builder import build_task
 from tests.stack import start_stack
 
 SECRET_API_KEY = "sk-never-returned-" + uuid.uuid4().hex
-
-# Aliases and custom models reach `/call` once the call path runs `ModelCatalog.expand` (the lead's
-# wiring gives `build_task` an `expand` parameter); until then these tests are skipped, saying why.
-needs_expand_wiring = pytest.mark.skipif(
-    "expand" not in inspect.signature(build_task).parameters,
-    reason="the call path does not expand aliases and custom models yet (build_task has no `expand`)",
-)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +147,6 @@ def test_embeddings_errors_and_alias_fallback(opper):
     assert answered.model == "fake/up" and len(answered.data) == 1
 
 
-@needs_expand_wiring
 def test_alias_and_custom_model_as_call_model(opper, stack, fake_provider):
     extra = {"api_base": f"{fake_provider.url}/v1", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
     opper.language_models.register_custom(name="house-llama", identifier="llama-house", extra=extra, api_key="sk-h")
