@@ -102,11 +102,54 @@ class Contender:
         return [concurrency, self.label, *cells, f"{sum(per_call.values()):.2f}"]
 
 
-def start_contender(label: str, root: Path) -> Contender:
-    stack = start_bench_stack(root=root)
+def start_contender(label: str, root: Path = ROOT, **env: str) -> Contender:
+    stack = start_bench_stack(root=root, **env)
     stack.start_api()
     stack.start_worker(concurrency=64)
     return Contender(label, stack, stack.new_key())
+
+
+def measure_all(
+    contenders: list[Contender], concurrencies: list[int], calls: int, rounds: int
+) -> tuple[list[list[object]], list[list[object]]]:
+    """Every contender at each concurrency, in rounds that rotate their order, beside the direct-call
+    floor measured in the same rounds: the latency rows (p50, p99, mean and what each adds) and the
+    CPU rows of the tables `print_tables` prints."""
+    settings = contenders[-1].stack.settings
+    latency_rows: list[list[object]] = []
+    cpu_rows: list[list[object]] = []
+    for concurrency in concurrencies:
+        per_round = max(1, calls // rounds)
+        direct_latencies: list[float] = []
+        for contender in contenders:
+            contender.latencies, contender.cpu, contender.calls = [], {}, 0
+        for round_index in range(rounds):
+            direct_latencies += asyncio.run(direct(settings, per_round, concurrency))
+            shift = round_index % len(contenders)
+            for contender in contenders[shift:] + contenders[:shift]:
+                contender.measure(per_round, concurrency)
+        base = summary_ms(direct_latencies)
+        for stat in ("p50", "p99", "mean"):
+            row: list[object] = [concurrency, stat, f"{base[stat]:.1f}"]
+            for contender in contenders:
+                measured = summary_ms(contender.latencies)
+                row += [f"{measured[stat]:.1f}", f"{measured[stat] - base[stat]:+.1f}"]
+            latency_rows.append(row)
+        cpu_rows += [contender.cpu_row(concurrency) for contender in contenders]
+    return latency_rows, cpu_rows
+
+
+def print_tables(title: str, contenders: list[Contender], rows: tuple[list[list[object]], list[list[object]]]) -> None:
+    latency_rows, cpu_rows = rows
+    header = ["concurrency", "stat", "direct ms"]
+    for contender in contenders:
+        header += [f"{contender.label} ms", "added ms"]
+    print_table(title, header, latency_rows)
+    print_table(
+        "CPU per call, ms (from /proc; Postgres: the backends serving the API and worker; Redis: a private server)",
+        ["concurrency", "stack", "api", "worker", "postgres", "redis", "total"],
+        cpu_rows,
+    )
 
 
 def main() -> None:
@@ -122,39 +165,12 @@ def main() -> None:
         if args.baseline:
             contenders.append(start_contender(f"conveyor {args.baseline}", checkout(args.baseline)))
         contenders.append(start_contender("conveyor", ROOT))
-        settings = contenders[-1].stack.settings
-        latency_rows, cpu_rows = [], []
-        for concurrency in (int(c) for c in args.concurrency.split(",")):
-            per_round = max(1, args.calls // args.rounds)
-            direct_latencies: list[float] = []
-            for contender in contenders:
-                contender.latencies, contender.cpu, contender.calls = [], {}, 0
-            for round_index in range(args.rounds):
-                direct_latencies += asyncio.run(direct(settings, per_round, concurrency))
-                order = contenders if round_index % 2 == 0 else contenders[::-1]
-                for contender in order:
-                    contender.measure(per_round, concurrency)
-            base = summary_ms(direct_latencies)
-            for stat in ("p50", "p99", "mean"):
-                row: list[object] = [concurrency, stat, f"{base[stat]:.1f}"]
-                for contender in contenders:
-                    measured = summary_ms(contender.latencies)
-                    row += [f"{measured[stat]:.1f}", f"{measured[stat] - base[stat]:+.1f}"]
-                latency_rows.append(row)
-            cpu_rows += [contender.cpu_row(concurrency) for contender in contenders]
-        header = ["concurrency", "stat", "direct ms"]
-        for contender in contenders:
-            header += [f"{contender.label} ms", "added ms"]
-        print_table(
+        concurrencies = [int(c) for c in args.concurrency.split(",")]
+        print_tables(
             f"Added latency per call ({args.calls} calls in {args.rounds} alternating rounds, fake provider at 0 ms, "
             "structured output, API + 1 worker + Redis + Postgres as separate processes)",
-            header,
-            latency_rows,
-        )
-        print_table(
-            "CPU per call, ms (from /proc; Postgres: the backends serving the API and worker; Redis: a private server)",
-            ["concurrency", "stack", "api", "worker", "postgres", "redis", "total"],
-            cpu_rows,
+            contenders,
+            measure_all(contenders, concurrencies, args.calls, args.rounds),
         )
     finally:
         for contender in contenders:
