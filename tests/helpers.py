@@ -36,6 +36,28 @@ def eventually(check: Callable[[], T], timeout: float = 30, *, what: str = "", p
         time.sleep(poll)
 
 
+def jobs_held_by_workers(redis_url: str, workers: int = 1) -> set[str]:
+    """The job ids whose messages the workers hold, delivered and not yet acknowledged (running,
+        reserved, or waiting for their countdown), as `celery inspect` reports them: a job's message has
+        no copy in Redis while a worker holds it (workers/broker.py). The replies of `workers` workers are
+    awaited, and no longer (at most a second)."""
+    from celery import Celery
+
+    app = Celery("conveyor-tests", broker=redis_url, set_as_current=False)
+    try:
+        inspect = app.control.inspect(timeout=1.0, limit=workers)
+        replies = [inspect.active() or {}, inspect.reserved() or {}, inspect.scheduled() or {}]
+    finally:
+        app.close()
+    held = set()
+    for reply in replies:
+        for tasks in reply.values():
+            for task in tasks:
+                request = task.get("request", task)  # `scheduled` wraps the request with its ETA
+                held.update(str(arg) for arg in request.get("args") or [])
+    return held
+
+
 def run_label() -> str:
     """A short random label: names, projects and fake-provider models of a test's own."""
     return uuid.uuid4().hex[:8]

@@ -38,28 +38,59 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from app.queue import RUN_BATCH_ITEM, RUN_JOB
+
 log = logging.getLogger("conveyor.worker")
 
 BULK_READ = 64
 
 TRANSPORT = f"{__name__}:BulkTransport"  # for Celery's `broker_transport`
 
+# Tasks whose messages the database recovers (see `BulkQoS`): no copy of them is kept in Redis.
+UNRECORDED_TASKS = frozenset({RUN_JOB, RUN_BATCH_ITEM})
+
 
 class BulkQoS(kombu_redis.QoS):
+    """Kombu's Redis acknowledgement emulation, but for the messages whose jobs the database recovers.
+
+    Kombu keeps a copy of every delivered, unacknowledged message in Redis (a hash and a sorted set)
+    and deletes it at the ack: with two round trips and a MULTI/EXEC per message, a tenth of the
+    worker's CPU per call. It pays for a redelivery after the visibility timeout (the hard time limit
+    plus 5 minutes) should the worker die. A job's message needs none of that: its job row is the
+    truth, and the periodic duties send it again sooner (a lease that expires is requeued within
+    seconds of expiring, a queued call is re-sent after CONVEYOR_STRANDED_AFTER, 5 minutes, a batch
+    item by the batch dispatcher once it counts as lost). So the messages of `UNRECORDED_TASKS` are
+    held in memory only: acknowledged in memory, put back on the queue from memory when rejected
+    with requeue or when the channel closes (a warm shutdown loses nothing). Only a worker killed
+    outright loses them, and their jobs come back through those sweeps. Any other message (webhook
+    sends, remote control) keeps kombu's record.
+    """
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._recorded: set[str] = set()
+        self._unrecorded: set[str] = set()
 
     def record_unacked(self, payloads: list[dict[str, Any]]) -> None:
-        """Kombu's unacknowledged index for messages about to be delivered, in one round trip.
+        """Kombu's unacknowledged index for messages about to be delivered, in one round trip, for those
+        that need it.
 
         Should Redis go away between the pop and this write, the messages are delivered all the same:
         they are off the queue already, and running them is better than dropping them (a crash before
         they end leaves their jobs to the lease and stranded-job sweeps, as for a lost message)."""
+        recorded = []
+        for payload in payloads:
+            tag = payload["properties"]["delivery_tag"]
+            if payload.get("headers", {}).get("task") in UNRECORDED_TASKS:
+                self._unrecorded.add(tag)
+            else:
+                recorded.append(payload)
+        if not recorded:
+            return
         now = time()
         try:
             with self.pipe_or_acquire() as pipe:
-                for payload in payloads:
+                for payload in recorded:
                     properties = payload["properties"]
                     tag, info = properties["delivery_tag"], properties["delivery_info"]
                     pipe.zadd(self.unacked_index_key, {tag: now})
@@ -68,29 +99,64 @@ class BulkQoS(kombu_redis.QoS):
         except self.channel.connection_errors as exc:
             log.warning(
                 "broker unreachable after popping messages: delivered without a redelivery record",
-                extra={"count": len(payloads), "error": repr(exc)},
+                extra={"count": len(recorded), "error": repr(exc)},
             )
-        self._recorded.update(payload["properties"]["delivery_tag"] for payload in payloads)
+        self._recorded.update(payload["properties"]["delivery_tag"] for payload in recorded)
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self._recorded or delivery_tag in self._unrecorded:
+            self._recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # in Redis already, or never: the memory part
+        else:
+            super().append(message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        if delivery_tag in self._unrecorded:
+            self._unrecorded.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+        else:
+            super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if delivery_tag in self._unrecorded:
+            if requeue:
+                with self.channel.conn_or_acquire() as client:
+                    self._put_back(self._delivered[delivery_tag], client, leftmost=True)
+            self._unrecorded.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+        else:
+            super().reject(delivery_tag, requeue=requeue)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """At the channel's close: every held message back on its queue, from Redis's copy or from memory."""
+        with self.channel.conn_or_acquire(client) as client:
+            for tag, message in list(self._delivered.items()):
+                if tag in self._unrecorded:
+                    self._put_back(message, client)
+                else:
+                    self.restore_by_tag(tag, client=client)
+        self._delivered.clear()
+        self._unrecorded.clear()
 
     def restore_unacked_once(self, stderr: Any = None) -> None:
         """Hand back unacknowledged messages at close, unless Redis is unreachable (a lost connection):
-        then they stay in Redis's unacknowledged index, and their jobs, still running here, ack them."""
+        then recorded ones stay in Redis's unacknowledged index, and their jobs, still running here, ack
+        them; unrecorded ones are acked in memory as their jobs end."""
         try:
             super().restore_unacked_once(stderr)
         except self.channel.connection_errors as exc:
             log.warning(
-                "broker unreachable at channel close: %d messages in flight stay unacknowledged in Redis "
-                "(acked when their jobs end, else redelivered)",
+                "broker unreachable at channel close: %d messages in flight stay unacknowledged "
+                "(acked when their jobs end, else their jobs are recovered by the database's sweeps)",
                 len(self._delivered),
                 extra={"error": repr(exc)},
             )
 
-    def append(self, message: Any, delivery_tag: str) -> None:
-        if delivery_tag in self._recorded:
-            self._recorded.discard(delivery_tag)
-            virtual.QoS.append(self, message, delivery_tag)  # in Redis already: only the in-memory part
-        else:
-            super().append(message, delivery_tag)
+    def _put_back(self, message: Any, client: Any, *, leftmost: bool = False) -> None:
+        info = message.delivery_info
+        pipe = client.pipeline()
+        self.channel._do_restore_message(message._raw, info["exchange"], info["routing_key"], pipe, leftmost)  # noqa: SLF001
+        pipe.execute()
 
 
 class BulkChannel(kombu_redis.Channel):

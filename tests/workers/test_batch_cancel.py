@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.queue import BATCH_QUEUE
 from app.store.tables import Job, Span
-from tests.helpers import eventually, run_label
+from tests.helpers import eventually, jobs_held_by_workers, run_label
 from tests.stack import start_stack
 
 LIMITS = json.dumps({"fake/capped-*": {"rpm": 600, "concurrency": 20}})
@@ -31,8 +31,9 @@ def messages_of(stack, batch_id: str) -> list[bytes]:
     with stack.db.transaction() as session:
         job_ids = [job_id.encode() for job_id in session.scalars(select(Job.id).where(Job.batch_id == batch_id))]
     with redis.Redis.from_url(stack.settings.redis_url) as broker:
-        messages = [*broker.lrange(BATCH_QUEUE, 0, -1), *broker.hvals("unacked")]
-    return [message for message in messages if any(job_id in message for job_id in job_ids)]
+        waiting = broker.lrange(BATCH_QUEUE, 0, -1)
+    held = [job_id.encode() for job_id in jobs_held_by_workers(stack.settings.redis_url, len(stack.workers))]
+    return [message for message in [*waiting, *held] if any(job_id in message for job_id in job_ids)]
 
 
 def test_after_a_cancel_no_item_starts_and_none_is_billed(limited_stack, fake_provider):

@@ -10,6 +10,7 @@ import redis
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.utils.json import dumps, loads
 
+from app.queue import RUN_JOB
 from workers.broker import BulkTransport, decode_all
 
 QUEUE = Queue("bulk-test", Exchange("bulk-test", type="direct"), routing_key="bulk-test")
@@ -100,3 +101,54 @@ def test_messages_decoded_together_equal_each_decoded_alone_and_share_their_keys
     first_keys, last_keys = (next(iter(message)) for message in (together[0], together[-1]))
     assert first_keys is last_keys  # one "n" string for the whole read
     assert decode_all(items[:1]) == [loads(items[0])]
+
+
+def publish_jobs(url: str, count: int) -> None:
+    """Messages shaped as Celery's for the job task: the ones whose jobs the database recovers."""
+    with Connection(url) as connection:
+        producer = connection.Producer(serializer="json")
+        for n in range(count):
+            producer.publish(
+                {"n": n}, exchange=QUEUE.exchange, routing_key="bulk-test", declare=[QUEUE], headers={"task": RUN_JOB}
+            )
+
+
+def test_job_messages_are_held_in_memory_only_and_acked_there(redis_db_url):
+    publish_jobs(redis_db_url, 6)
+    publish(redis_db_url, 2)  # after them: any other task's messages keep kombu's copy in Redis
+    client = redis.Redis.from_url(redis_db_url)
+    received: list[object] = []
+    with Connection(redis_db_url, transport=BulkTransport) as connection:
+        channel = connection.channel()
+        consumer = Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(message)])
+        consumer.qos(prefetch_count=10)
+        consumer.consume()
+        connection.drain_events(timeout=5)
+        assert len(received) == 8
+        assert client.hlen("unacked") == 2 and client.zcard("unacked_index") == 2  # the two others only
+        for message in received:
+            message.ack()
+        assert client.hlen("unacked") == 0 and client.llen("bulk-test") == 0
+        assert channel.qos.can_consume_max_estimate() == 10  # the whole prefetch room free again
+
+
+def test_held_job_messages_go_back_to_the_queue_when_rejected_or_at_close(redis_db_url):
+    publish_jobs(redis_db_url, 5)
+    client = redis.Redis.from_url(redis_db_url)
+    received: list[object] = []
+    with Connection(redis_db_url, transport=BulkTransport) as connection:
+        channel = connection.channel()
+        consumer = Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(message)])
+        consumer.qos(prefetch_count=10)
+        consumer.consume()
+        connection.drain_events(timeout=5)
+        assert len(received) == 5 and client.llen("bulk-test") == 0
+        received[0].ack()
+        received[1].reject(requeue=True)  # back at the head of the queue, at once
+        assert [loads(m)["properties"]["delivery_tag"] for m in client.lrange("bulk-test", 0, -1)] == [
+            received[1].delivery_tag
+        ]
+    # Closed with three held: a warm shutdown hands them back from memory, marked as redelivered.
+    messages = [loads(m) for m in client.lrange("bulk-test", 0, -1)]
+    assert len(messages) == 4 and client.hlen("unacked") == 0
+    assert all(m["headers"]["redelivered"] for m in messages)

@@ -7,12 +7,11 @@ import time
 import uuid
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from app.store.tables import Job, JobStatus, Span
 from tests.fakeprovider import FakeProviderServer
-from tests.helpers import eventually, unique, wait_for_job
+from tests.helpers import eventually, jobs_held_by_workers, unique, wait_for_job
 from tests.stack import start_stack
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
@@ -33,9 +32,8 @@ def stack(fake):
 
 
 def message_unacked(stack, job_id: str) -> bool:
-    """Whether the broker holds the job's message as delivered and not yet acknowledged."""
-    with redis.Redis.from_url(stack.settings.redis_url) as broker:
-        return any(job_id.encode() in message for message in broker.hvals("unacked"))
+    """Whether a worker holds the job's message as delivered and not yet acknowledged."""
+    return job_id in jobs_held_by_workers(stack.settings.redis_url, len(stack.workers))
 
 
 def spans_of(stack, job_id: str) -> list[Span]:
