@@ -8,6 +8,13 @@ provider: 22-29 s through httpcore, 1.4 s through aiohttp), which is why the poo
 httpx layer over it builds a Request, a Response and a byte stream per call on top of aiohttp's own.
 Measured on the fake provider, 3,000 calls in flight at once, one process: 25 KiB and 0.87 ms of CPU
 per call through httpx-over-aiohttp, 15 KiB and 0.57 ms through aiohttp alone.
+
+The model calls' session does not read the environment per request (aiohttp's `trust_env`): that
+looks up HTTP(S)_PROXY/NO_PROXY on a thread and reads `~/.netrc` on another for every request, two
+thread hops and a file read per call (ten of the worker's fifty context switches per call). The
+environment's proxy for each origin is read once instead (`proxy_for`); `~/.netrc` credentials are not
+sent to model providers, which authenticate with their API key. The httpx side keeps aiohttp's
+environment handling on a session of its own: its requests (batch files) are few.
 """
 
 from __future__ import annotations
@@ -16,11 +23,15 @@ from typing import Any
 
 import aiohttp
 import httpx
+from aiohttp.helpers import get_env_proxy_for_url
 from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
+from yarl import URL
+
+Proxy = tuple[URL | None, aiohttp.BasicAuth | None]
 
 
 class ProviderHTTPClient(HttpxAiohttpClient):
-    """An `httpx.AsyncClient` whose pool is one aiohttp session, which `session()` also hands out.
+    """An `httpx.AsyncClient` over aiohttp, and the aiohttp session model calls use (`session()`).
 
     `wire_timeout` is the client's httpx timeout in aiohttp's terms: `read` between chunks (a stream that
     keeps sending lives on), `connect` for the TCP connect, `pool` for waiting on a free connection."""
@@ -31,7 +42,8 @@ class ProviderHTTPClient(HttpxAiohttpClient):
         self.wire_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
         )
-        transport = AiohttpTransport(limits=limits, client=self.session)
+        self._proxies: dict[tuple[str, str | None, int | None], Proxy] = {}
+        transport = AiohttpTransport(limits=limits, trust_env=True)  # a session of its own, made on first use
         super().__init__(limits=limits, timeout=timeout, transport=transport, **kwargs)
 
     def session(self) -> aiohttp.ClientSession:
@@ -42,11 +54,24 @@ class ProviderHTTPClient(HttpxAiohttpClient):
                 keepalive_timeout=self._limits.keepalive_expiry,
                 ssl=httpx.create_ssl_context(),  # certifi's roots, as httpx verifies
             )
-            # trust_env: HTTP(S)_PROXY and NO_PROXY apply as they do to httpx.
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            # No `trust_env`: the environment's proxies come from `proxy_for`, read once per origin.
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
+    def proxy_for(self, url: URL) -> Proxy:
+        """The proxy (and its credentials) HTTP(S)_PROXY and NO_PROXY give `url`, as aiohttp's
+        `trust_env` reads them, but once per origin: (None, None) for a direct connection."""
+        origin = (url.scheme, url.host, url.port)
+        found = self._proxies.get(origin)
+        if found is None:
+            try:
+                found = get_env_proxy_for_url(url)
+            except LookupError:
+                found = (None, None)
+            self._proxies[origin] = found
+        return found
+
     async def aclose(self) -> None:
-        await super().aclose()  # closes the session too once the httpx side has used it
+        await super().aclose()  # the httpx side's session
         if self._session is not None and not self._session.closed:
             await self._session.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from app.errors import ProviderError
 from app.providers.http_client import ProviderHTTPClient
@@ -102,12 +103,16 @@ def _post(
 ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
     # Serialised as httpx's `json=` did: compact, UTF-8, and NaN/Infinity refused rather than sent.
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    target = URL(url)
+    proxy, proxy_auth = client.proxy_for(target)
     return client.session().post(
-        url,
+        target,
         data=data,
         headers={**headers, "Content-Type": "application/json"},
         timeout=client.wire_timeout,
         allow_redirects=False,
+        proxy=proxy,
+        proxy_auth=proxy_auth,
     )
 
 

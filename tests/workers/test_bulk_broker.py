@@ -152,3 +152,25 @@ def test_held_job_messages_go_back_to_the_queue_when_rejected_or_at_close(redis_
     messages = [loads(m) for m in client.lrange("bulk-test", 0, -1)]
     assert len(messages) == 4 and client.hlen("unacked") == 0
     assert all(m["headers"]["redelivered"] for m in messages)
+
+
+def test_after_finding_the_queue_empty_the_next_reads_skip_the_bulk_pop_then_look_again(redis_db_url):
+    received: list[int] = []
+    with Connection(redis_db_url, transport=BulkTransport) as connection:
+        channel = connection.channel()
+        consumer = Consumer(
+            channel, [QUEUE], callbacks=[lambda body, message: (received.append(body["n"]), message.ack())]
+        )
+        consumer.qos(prefetch_count=50)
+        consumer.consume()
+        per_read = []
+        publish(redis_db_url, 1)
+        connection.drain_events(timeout=5)  # the bulk pop finds nothing: the next read goes without one
+        per_read.append(len(received))
+        publish(redis_db_url, 30)
+        for _ in range(2):
+            before = len(received)
+            connection.drain_events(timeout=5)
+            per_read.append(len(received) - before)
+    assert per_read == [1, 1, 29]  # one read without the bulk pop, then the backlog in one read
+    assert received == [0, *range(30)]
