@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from app.config import Settings
 from app.engine.cache import RedisResultCache
-from app.engine.executor import EngineDeps
+from app.engine.deps import EngineDeps
 from app.metrics.models import ModelLabels
 from app.metrics.worker import WorkerCounts
 from app.observability import tracing

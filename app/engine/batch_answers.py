@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 
 from app.engine import prompts
 from app.engine.admission import CallAdmission
-from app.engine.executor import EngineDeps
-from app.engine.fallback import FallbackChain, RateLimitPolicy, build_request
+from app.engine.deps import EngineDeps
+from app.engine.fallback import FallbackChain, build_request
 from app.engine.results import AttemptRecord, CallResult, Cost
 from app.engine.structured import supports_native
 from app.engine.task import Example, ModelSpec, TaskSpec
@@ -105,14 +105,9 @@ async def complete_from_batch(
     With no answer (the line expired) the call runs from its first attempt, at the ordinary price."""
     first = task.models[0].name if task.models else ""
     resolver = deps.resolver if answer is None else _Resolver(deps.resolver, first, answer)
-    chain = FallbackChain(
-        resolver,
-        deps.prices,
-        platform_fee_rate=deps.platform_fee_rate,
-        rate_limit=RateLimitPolicy(max_retry_after=deps.max_retry_after, retries=deps.rate_limit_retries),
-        sleep=deps.sleep,
-        clock=deps.clock,
-    )
+    # These calls have never told the attempt observer (tracing) of their attempts: they run in the
+    # provider-batch loop, inside no job's span. Kept so; `deps.observer` is dropped on purpose.
+    chain = FallbackChain(replace(deps, resolver=resolver, observer=None))
     admission = _Admission(deps.rate_limiter, priority=priority, free=answer is not None)
     try:
         result = await chain.run(task, extra_examples=extra_examples, admission=admission)

@@ -1,75 +1,30 @@
 """The engine's entry points: check a task's schemas and input, and complete a task.
 
 Callers (the API before enqueueing, the worker when running a job) pass everything in: a resolved
-`TaskSpec` and an `EngineDeps`. Nothing here knows about HTTP, queues or databases.
+`TaskSpec` and an `EngineDeps` (app/engine/deps.py). Nothing here knows about HTTP, queues or databases.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from app.engine.admission import CallAdmission
 from app.engine.cache import ResultCache, cache_key
-from app.engine.cost import PriceTable
-from app.engine.fallback import Clock, FallbackChain, RateLimitPolicy, Sleep, utc_now
+from app.engine.deps import EngineDeps
+from app.engine.fallback import FallbackChain
 from app.engine.results import CallResult, Cost
 from app.engine.structured import check_schema, validate_instance
 from app.engine.task import Example, TaskSpec
 from app.errors import BadRequest
-from app.providers.base import ModelResolver, Usage
+from app.providers.base import Usage
 
 if TYPE_CHECKING:
-    from app.config import Settings
-    from app.engine.observer import AttemptObserver
     from app.engine.streaming import AttemptListener
-    from app.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineDeps:
-    """Everything `complete_task` needs from outside; `sleep` and `clock` are injectable for tests.
-
-    `rate_limiter`: the global limiter every provider request must get a permit from (workers); None
-    admits every request at once (the API process, which makes no provider calls)."""
-
-    resolver: ModelResolver
-    prices: PriceTable
-    cache: ResultCache | None = None
-    platform_fee_rate: float = 0.0
-    max_retry_after: float = 20.0
-    rate_limit_retries: int = 2
-    sleep: Sleep = field(default=asyncio.sleep)
-    clock: Clock = field(default=utc_now)  # must return aware UTC datetimes
-    rate_limiter: RateLimiter | None = None
-    observer: AttemptObserver | None = None  # told of each model attempt (tracing); None: nobody
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        resolver: ModelResolver,
-        cache: ResultCache | None,
-        rate_limiter: RateLimiter | None = None,
-        observer: AttemptObserver | None = None,
-    ) -> EngineDeps:
-        """The production wiring: fees, rate-limit patience and the price file come from settings."""
-        return cls(
-            resolver=resolver,
-            prices=PriceTable.from_path(settings.price_table_path or None),
-            cache=cache,
-            platform_fee_rate=settings.platform_fee_rate,
-            max_retry_after=settings.max_retry_after_seconds,
-            rate_limit_retries=settings.rate_limit_retries,
-            rate_limiter=rate_limiter,
-            observer=observer,
-        )
 
 
 def check_task_schemas(task: TaskSpec) -> None:
@@ -127,17 +82,8 @@ async def complete_task(
         if hit is not None:
             now = deps.clock()
             return replace(hit, cached=True, usage=Usage(), cost=Cost(), attempts=(), started_at=now, ended_at=now)
-    chain = FallbackChain(
-        deps.resolver,
-        deps.prices,
-        platform_fee_rate=deps.platform_fee_rate,
-        rate_limit=RateLimitPolicy(max_retry_after=deps.max_retry_after, retries=deps.rate_limit_retries),
-        sleep=deps.sleep,
-        clock=deps.clock,
-        observer=deps.observer,
-    )
     admission = CallAdmission(deps.rate_limiter, priority=priority, max_wait=max_rate_wait)
-    result = await chain.run(task, extra_examples=extra_examples, listener=listener, admission=admission)
+    result = await FallbackChain(deps).run(task, extra_examples=extra_examples, listener=listener, admission=admission)
     if cache is not None:
         await _cache_set(cache, cache_scope, key, result, ttl)
     return result

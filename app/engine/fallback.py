@@ -6,21 +6,21 @@ errors up to `max_attempts` times. A 429 with a short Retry-After is waited out 
 once, because retrying a model that is down or rejecting the request only delays the fallback.
 `FallbackChain` walks the models in order and fails with `TaskFailed` naming every attempt.
 Every request goes through the call's `CallAdmission` (the global rate limiter, app/engine/admission.py).
+Both take the process's `EngineDeps` whole (app/engine/deps.py) and a loop takes the call's `CallPlan`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from app.engine import prompts
 from app.engine.admission import CallAdmission
-from app.engine.cost import PriceTable
+from app.engine.deps import EngineDeps
 from app.engine.observer import ObservedAttempt
 from app.engine.results import AttemptRecord, CallResult, Cost
 from app.engine.structured import may_be_object, parse_json_answer, supports_native, validate_instance
@@ -34,29 +34,27 @@ from app.errors import (
     StructuredOutputError,
     TaskFailed,
 )
-from app.providers.base import Completion, CompletionRequest, Message, ModelResolver, ResolvedModel, TextDelta, Usage
+from app.providers.base import Completion, CompletionRequest, Message, ResolvedModel, TextDelta, Usage
 
 if TYPE_CHECKING:
-    from app.engine.observer import AttemptObserver
     from app.engine.streaming import AttemptListener
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 @dataclass(frozen=True)
-class RateLimitPolicy:
-    """How long a 429 may make us wait on the same model before falling back instead."""
+class CallPlan:
+    """What one call asks of every model of its chain, and whom it reports to: the per-call half of an
+    attempt loop's inputs (the long-lived half is `EngineDeps`).
 
-    max_retry_after: float = 20.0  # seconds; a longer Retry-After sends the call to the next model
-    retries: int = 2  # waits per model
-    default_wait: float = 1.0  # when the 429 carries no Retry-After
+    `native`: the schema goes to the provider's structured-output mode. `listener`: set, each attempt is
+    streamed and its deltas and failures reported. `admission`: the call's permits (one per call)."""
+
+    schema: Mapping[str, Any] | None
+    native: bool
+    max_attempts: int
+    listener: AttemptListener | None = None
+    admission: CallAdmission = field(default_factory=CallAdmission)
 
 
 @dataclass(frozen=True)
@@ -97,36 +95,12 @@ def build_request(
 class StructuredAttemptLoop:
     """The attempts on one model: generate, parse, validate, re-ask; wait out short rate limits."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        resolved: ResolvedModel,
-        *,
-        schema: Mapping[str, Any] | None,
-        native: bool,
-        max_attempts: int,
-        prices: PriceTable,
-        platform_fee_rate: float,
-        rate_limit: RateLimitPolicy,
-        sleep: Sleep,
-        clock: Clock,
-        listener: AttemptListener | None = None,
-        admission: CallAdmission | None = None,
-        observer: AttemptObserver | None = None,
-    ) -> None:
+    def __init__(self, spec: ModelSpec, resolved: ResolvedModel, deps: EngineDeps, plan: CallPlan) -> None:
         self.spec = spec
         self.resolved = resolved
-        self.schema = schema
-        self.native = native
-        self.max_attempts = max(1, max_attempts)
-        self.prices = prices
-        self.platform_fee_rate = platform_fee_rate
-        self.rate_limit = rate_limit
-        self.sleep = sleep
-        self.clock = clock
-        self.listener = listener  # set: stream each attempt and report its deltas and failures
-        self.admission = admission or CallAdmission()
-        self.observer = observer  # told of every attempt as it ends (app/engine/observer.py)
+        self.deps = deps
+        self.plan = plan
+        self.max_attempts = max(1, plan.max_attempts)
         self._partial: list[str] = []
 
     async def run(self, messages: tuple[Message, ...]) -> ModelRun:
@@ -135,22 +109,23 @@ class StructuredAttemptLoop:
         while generations < self.max_attempts:
             request = self._request(messages)
             # Raises RateLimitWaitExceeded (the call's first request only) when there is no room in time.
-            permit = await self.admission.admit(self.spec.name, self.resolved, request)
-            started = self.clock()
+            permit = await self.plan.admission.admit(self.spec.name, self.resolved, request)
+            started = self.deps.clock()
             try:
-                completion = await self.admission.send(permit, self._generate(request))
+                completion = await self.plan.admission.send(permit, self._generate(request))
             except ProviderRateLimited as err:
                 records.append(self._failure(len(records) + 1, started, err))
                 self._observe(request, records[-1])
                 await self._report(records[-1])
-                wait = self.rate_limit.default_wait if err.retry_after is None else err.retry_after
+                policy = self.deps.rate_limit
+                wait = policy.default_wait if err.retry_after is None else err.retry_after
                 # Slows the model down in every process, even when this call moves on to the next model.
-                held = await self.admission.rate_limited(self.spec.name, self.resolved, max(0.0, wait))
-                if waits >= self.rate_limit.retries or wait > self.rate_limit.max_retry_after:
+                held = await self.plan.admission.rate_limited(self.spec.name, self.resolved, max(0.0, wait))
+                if waits >= policy.retries or wait > policy.max_retry_after:
                     return ModelRun(tuple(records), None)
                 waits += 1
                 if not held:  # else the next permit waits out the pause: waiting here too would wait twice
-                    await self.sleep(max(0.0, wait))
+                    await self.deps.sleep(max(0.0, wait))
                 continue
             except ProviderError as err:
                 records.append(self._failure(len(records) + 1, started, err))
@@ -175,7 +150,8 @@ class StructuredAttemptLoop:
 
     async def _generate(self, request: CompletionRequest) -> Completion:
         """One request: a plain completion, or with a listener a stream whose deltas it forwards."""
-        if self.listener is None:
+        listener = self.plan.listener
+        if listener is None:
             return await self.resolved.provider.complete(request)
         self._partial = []
         completion: Completion | None = None
@@ -183,7 +159,7 @@ class StructuredAttemptLoop:
             async for event in events:
                 if isinstance(event, TextDelta):
                     self._partial.append(event.text)
-                    await self.listener.on_delta(event.text)
+                    await listener.on_delta(event.text)
                 else:
                     completion = event
         if completion is None:
@@ -191,21 +167,22 @@ class StructuredAttemptLoop:
         return completion
 
     def _observe(self, request: CompletionRequest, record: AttemptRecord, completion: Completion | None = None) -> None:
-        if self.observer is not None:
-            self.observer.attempt_ended(ObservedAttempt(record, self.resolved.provider.name, request, completion))
+        if self.deps.observer is not None:
+            self.deps.observer.attempt_ended(ObservedAttempt(record, self.resolved.provider.name, request, completion))
 
     async def _report(self, record: AttemptRecord) -> None:
-        if self.listener is not None:
-            await self.listener.on_attempt_failed(record)
+        if self.plan.listener is not None:
+            await self.plan.listener.on_attempt_failed(record)
 
     def _request(self, messages: tuple[Message, ...]) -> CompletionRequest:
-        return build_request(self.spec, self.resolved, self.schema, self.native, messages)
+        return build_request(self.spec, self.resolved, self.plan.schema, self.plan.native, messages)
 
     def _accept(self, text: str) -> Answer:
-        if self.schema is None:
+        schema = self.plan.schema
+        if schema is None:
             return Answer(message=text, json_payload=None)
         value = parse_json_answer(text)
-        errors = validate_instance(value, self.schema)
+        errors = validate_instance(value, schema)
         if errors:
             raise StructuredOutputError("the answer does not match the output schema", errors=errors, raw_output=text)
         return Answer(message=None, json_payload=value)
@@ -216,9 +193,9 @@ class StructuredAttemptLoop:
             model=self.spec.name,
             attempt=number,
             started_at=started,
-            ended_at=self.clock(),
+            ended_at=self.deps.clock(),
             usage=usage,
-            cost=self.prices.cost(self.spec.name, usage, self.platform_fee_rate),
+            cost=self.deps.prices.cost(self.spec.name, usage, self.deps.platform_fee_rate),
             output_text=completion.text if completion else None,
         )
 
@@ -239,24 +216,8 @@ class StructuredAttemptLoop:
 class FallbackChain:
     """Runs a task on each model of its chain in order until one gives an accepted answer."""
 
-    def __init__(
-        self,
-        resolver: ModelResolver,
-        prices: PriceTable,
-        *,
-        platform_fee_rate: float = 0.0,
-        rate_limit: RateLimitPolicy = RateLimitPolicy(),
-        sleep: Sleep = asyncio.sleep,
-        clock: Clock = utc_now,
-        observer: AttemptObserver | None = None,
-    ) -> None:
-        self.resolver = resolver
-        self.prices = prices
-        self.platform_fee_rate = platform_fee_rate
-        self.rate_limit = rate_limit
-        self.sleep = sleep
-        self.clock = clock
-        self.observer = observer
+    def __init__(self, deps: EngineDeps) -> None:
+        self.deps = deps
 
     async def run(
         self,
@@ -271,19 +232,19 @@ class FallbackChain:
         With a `listener` every attempt is streamed from the provider and reported to it as it runs.
         `admission` (one per call) admits each request through the rate limiter; it raises
         `RateLimitWaitExceeded` out of here when the first request finds no room within its `max_wait`."""
-        admission = admission or CallAdmission()
         if not task.models:
             raise BadRequest("no model to run the task on", field_name="model")
-        started = self.clock()
+        deps = self.deps
+        started = deps.clock()
         # Resolve every model first: an unknown provider is a bug to report before spending tokens.
-        chain = [(spec, self.resolver.resolve(spec.name)) for spec in task.models]
+        chain = [(spec, deps.resolver.resolve(spec.name)) for spec in task.models]
         schema = task.output_schema or None
         native = supports_native(schema)
+        plan = CallPlan(schema, native, task.config.max_attempts, listener, admission or CallAdmission())
         messages = prompts.build_messages(task, extra_examples=extra_examples, native_schema=native)
         records: list[AttemptRecord] = []
         for spec, resolved in chain:
-            loop = self._loop(spec, resolved, schema, native, task.config.max_attempts, listener, admission)
-            run = await loop.run(messages)
+            run = await StructuredAttemptLoop(spec, resolved, deps, plan).run(messages)
             records.extend(run.records)
             if run.answer is not None:
                 return CallResult(
@@ -294,39 +255,13 @@ class FallbackChain:
                     cost=sum((r.cost for r in records), Cost()),
                     attempts=tuple(records),
                     started_at=started,
-                    ended_at=self.clock(),
+                    ended_at=deps.clock(),
                 )
             log.info("no accepted answer from %s after %d request(s)", spec.name, len(run.records))
         raise TaskFailed(
             [FailedAttempt(r.model, r.attempt, r.error_type or "", r.error_message or "") for r in records],
             usage=_total_usage(records),
             records=tuple(records),
-        )
-
-    def _loop(
-        self,
-        spec: ModelSpec,
-        resolved: ResolvedModel,
-        schema: Mapping[str, Any] | None,
-        native: bool,
-        attempts: int,
-        listener: AttemptListener | None = None,
-        admission: CallAdmission | None = None,
-    ) -> StructuredAttemptLoop:
-        return StructuredAttemptLoop(
-            spec,
-            resolved,
-            schema=schema,
-            native=native,
-            max_attempts=attempts,
-            prices=self.prices,
-            platform_fee_rate=self.platform_fee_rate,
-            rate_limit=self.rate_limit,
-            sleep=self.sleep,
-            clock=self.clock,
-            listener=listener,
-            admission=admission,
-            observer=self.observer,
         )
 
 

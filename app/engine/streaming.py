@@ -20,7 +20,8 @@ import json
 from collections.abc import Sequence
 from typing import Protocol
 
-from app.engine.executor import EngineDeps, complete_task
+from app.engine.deps import EngineDeps
+from app.engine.executor import complete_task
 from app.engine.results import AttemptRecord, CallResult
 from app.engine.task import Example, TaskSpec
 

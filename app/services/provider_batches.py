@@ -32,7 +32,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from app.engine.batch_answers import complete_from_batch, first_request
-from app.engine.executor import EngineDeps
+from app.engine.deps import EngineDeps
 from app.engine.task import TaskSpec, task_from_dict
 from app.errors import ConveyorError, TaskFailed
 from app.providers.batch_api import BatchIntent, BatchLine, LineResult, ProviderBatchAPI, RemoteBatch, batch_api_of

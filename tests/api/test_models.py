@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from app.engine.cost import PriceTable
-from app.engine.executor import EngineDeps, complete_task
+from app.engine.deps import EngineDeps
+from app.engine.executor import complete_task
 from app.engine.task import ModelSpec, TaskSpec
 from app.errors import BadRequest, ProviderRejected
 from app.providers.base import Completion, CompletionRequest, Message, TextDelta

@@ -5,7 +5,8 @@ import asyncio
 import contextvars
 
 from app.engine.cost import PriceTable
-from app.engine.executor import EngineDeps, complete_task
+from app.engine.deps import EngineDeps
+from app.engine.executor import complete_task
 from app.engine.observer import ObservedAttempt
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import ProviderServerError

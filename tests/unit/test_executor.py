@@ -5,7 +5,8 @@ import pytest
 
 from app.engine.cache import RedisResultCache, cache_key
 from app.engine.cost import PriceTable
-from app.engine.executor import EngineDeps, check_task_schemas, complete_task, validate_task_input
+from app.engine.deps import EngineDeps
+from app.engine.executor import check_task_schemas, complete_task, validate_task_input
 from app.engine.results import Cost
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import BadRequest, TaskFailed

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from app.engine.cost import PriceTable
-from app.engine.executor import EngineDeps, complete_task
+from app.engine.deps import EngineDeps
+from app.engine.executor import complete_task
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import (
     BadRequest,

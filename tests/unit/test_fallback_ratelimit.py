@@ -23,7 +23,8 @@ from app.config import Settings
 from app.engine.admission import estimate_request_tokens
 from app.engine.cache import RedisResultCache
 from app.engine.cost import PriceTable
-from app.engine.executor import EngineDeps, complete_task
+from app.engine.deps import EngineDeps
+from app.engine.executor import complete_task
 from app.engine.streaming import complete_streaming
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import ProviderRateLimited, ProviderServerError, ProviderTimeout, TaskFailed

@@ -10,7 +10,7 @@ import pytest
 
 from app.engine.cache import RedisResultCache
 from app.engine.cost import PriceTable
-from app.engine.executor import EngineDeps
+from app.engine.deps import EngineDeps
 from app.engine.streaming import complete_streaming
 from app.engine.task import InvocationConfig, ModelSpec, TaskSpec
 from app.errors import ProviderConnectionError, ProviderServerError, TaskFailed
