@@ -9,9 +9,9 @@ from typing import Any
 
 from app.providers.anthropic_batches import AnthropicBatchAPI
 from app.providers.base import Completion, CompletionRequest, Message, StreamEvent, TextDelta, Usage
-from app.providers.http_client import ProviderHTTPClient
+from app.providers.http_adapter import HTTPAdapter
 from app.providers.http_errors import stream_error_event, unreadable_body
-from app.providers.wire import post_json, safe_schema_name, stream_ended_early, stream_events
+from app.providers.wire import safe_schema_name, stream_ended_early
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; options may override it
@@ -20,34 +20,21 @@ TOOL_DESCRIPTION = "Return the answer in this structure"
 OPENING_USER_TURN = "Begin."
 
 
-class AnthropicProvider:
+class AnthropicProvider(HTTPAdapter):
     """`POST {base_url}/v1/messages` with `x-api-key` and a pinned `anthropic-version`."""
 
-    def __init__(self, name: str, base_url: str, api_key: str, client: ProviderHTTPClient) -> None:
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._client = client
+    path = "/v1/messages"
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        label = self._label(request)
-        payload = await post_json(
-            self._client,
-            self._url,
-            self.build_body(request),
-            self._headers(request),
-            model=label,
-            secrets=(self._api_key,),
-        )
-        return _parse_message(payload, request.model, label)
+    @staticmethod
+    def key_headers(api_key: str) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Yield a TextDelta per text or tool-input JSON piece, then one Completion with the full text."""
-        label = self._label(request)
-        body = self.build_body(request, stream=True)
-        events = stream_events(
-            self._client, self._url, body, self._headers(request), model=label, secrets=(self._api_key,)
-        )
+        label, events = self._open_stream(request)
         text: list[str] = []
         tool_json: list[str] = []
         usage, stop_reason, message_id, model, done = Usage(), None, None, request.model, False
@@ -74,7 +61,7 @@ class AnthropicProvider:
                     done = True
                     break
                 elif kind == "error":
-                    raise stream_error_event(label, data, secrets=(self._api_key,))
+                    raise stream_error_event(label, data, secrets=self._secrets)
         if not done:
             raise stream_ended_early(label, "message_stop")
         answer = "".join(tool_json) if tool_json else "".join(text)
@@ -82,11 +69,11 @@ class AnthropicProvider:
 
     def batch_api(self) -> AnthropicBatchAPI:
         """This endpoint's Message Batches API (app/providers/anthropic_batches.py), on the same client and key."""
-        return AnthropicBatchAPI(self, self._client, self._api_key, ANTHROPIC_VERSION)
+        return AnthropicBatchAPI(self, self._client, self._api_key)
 
     def parse_message(self, payload: Mapping[str, Any], requested_model: str) -> Completion:
         """A Messages answer body (a provider batch's succeeded result) as a Completion."""
-        return _parse_message(payload, requested_model, f"{self.name}/{requested_model}")
+        return self.read_answer(payload, requested_model, f"{self.name}/{requested_model}")
 
     def build_body(self, request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
         """The wire body: options first (temperature, max_tokens...), then what the request must control."""
@@ -111,19 +98,25 @@ class AnthropicProvider:
             body["stream"] = True
         return body
 
-    @property
-    def _url(self) -> str:
-        return f"{self.base_url}/v1/messages"
-
-    def _headers(self, request: CompletionRequest) -> dict[str, str]:
-        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
-        if self._api_key:
-            headers["x-api-key"] = self._api_key
-        headers.update(request.extra_headers)
-        return headers
-
-    def _label(self, request: CompletionRequest) -> str:
-        return f"{self.name}/{request.model}"
+    @staticmethod
+    def read_answer(payload: Mapping[str, Any], requested_model: str, label: str) -> Completion:
+        """A Messages answer body as a Completion: the forced tool call's input as JSON text, else the text."""
+        content = payload.get("content")
+        if not isinstance(content, list):
+            raise unreadable_body(label, 200, str(payload), "no content blocks")
+        blocks = [block for block in content if isinstance(block, Mapping)]
+        tool_inputs = [block.get("input") for block in blocks if block.get("type") == "tool_use"]
+        if tool_inputs:
+            text = json.dumps(tool_inputs[0])
+        else:
+            text = "".join(str(block.get("text") or "") for block in blocks if block.get("type") == "text")
+        return Completion(
+            text=text,
+            usage=_merge_usage(Usage(), payload.get("usage")),
+            model=str(payload.get("model") or requested_model),
+            finish_reason=payload.get("stop_reason"),
+            provider_request_id=payload.get("id"),
+        )
 
 
 def to_anthropic_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
@@ -141,25 +134,6 @@ def to_anthropic_messages(messages: Sequence[Message]) -> tuple[str, list[dict[s
     if not turns or turns[0]["role"] != "user":
         turns.insert(0, {"role": "user", "content": OPENING_USER_TURN})
     return system, turns
-
-
-def _parse_message(payload: Mapping[str, Any], requested_model: str, label: str) -> Completion:
-    content = payload.get("content")
-    if not isinstance(content, list):
-        raise unreadable_body(label, 200, str(payload), "no content blocks")
-    blocks = [block for block in content if isinstance(block, Mapping)]
-    tool_inputs = [block.get("input") for block in blocks if block.get("type") == "tool_use"]
-    if tool_inputs:
-        text = json.dumps(tool_inputs[0])
-    else:
-        text = "".join(str(block.get("text") or "") for block in blocks if block.get("type") == "text")
-    return Completion(
-        text=text,
-        usage=_merge_usage(Usage(), payload.get("usage")),
-        model=str(payload.get("model") or requested_model),
-        finish_reason=payload.get("stop_reason"),
-        provider_request_id=payload.get("id"),
-    )
 
 
 def _merge_usage(usage: Usage, reported: Any) -> Usage:

@@ -33,12 +33,12 @@ class AnthropicBatchAPI:
     max_requests = 100_000
     max_bytes = 256 * 1024 * 1024
 
-    def __init__(self, provider: AnthropicProvider, client: httpx.AsyncClient, api_key: str, version: str) -> None:
+    def __init__(self, provider: AnthropicProvider, client: httpx.AsyncClient, api_key: str) -> None:
         self.provider = provider
         self.base_url = provider.base_url
         self._client = client
         self._api_key = api_key
-        self._version = version
+        self._headers = provider.auth_headers  # the key and the pinned version, as the adapter sends them
         self._label = f"{provider.name} message batches"
 
     def request(self, line: BatchLine) -> dict[str, Any]:
@@ -82,7 +82,7 @@ class AnthropicBatchAPI:
             return
         chunk: list[LineResult] = []
         try:
-            async with self._client.stream("GET", url, headers=self._headers()) as response:
+            async with self._client.stream("GET", url, headers=self._headers) as response:
                 if not response.is_success:
                     await response.aread()
                     raise provider_error(self._label, response, secrets=(self._api_key,))
@@ -112,15 +112,9 @@ class AnthropicBatchAPI:
             return LineResult(custom_id, error=error_for_body(self._label, error, secrets=(self._api_key,)))
         return LineResult(custom_id)  # canceled or expired: never run
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"anthropic-version": self._version}
-        if self._api_key:
-            headers["x-api-key"] = self._api_key
-        return headers
-
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = await self._client.request(method, f"{self.base_url}{path}", headers=self._headers(), **kwargs)
+            response = await self._client.request(method, f"{self.base_url}{path}", headers=self._headers, **kwargs)
         except httpx.HTTPError as exc:
             raise provider_error(self._label, exc, secrets=(self._api_key,)) from exc
         if not response.is_success:

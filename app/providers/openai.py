@@ -8,40 +8,24 @@ from contextlib import aclosing
 from typing import Any
 
 from app.providers.base import Completion, CompletionRequest, StreamEvent, TextDelta, Usage
-from app.providers.http_client import ProviderHTTPClient
+from app.providers.http_adapter import HTTPAdapter
 from app.providers.http_errors import stream_error_event, unreadable_body
 from app.providers.openai_batches import OpenAIBatchAPI
-from app.providers.wire import post_json, safe_schema_name, stream_ended_early, stream_events
+from app.providers.wire import safe_schema_name, stream_ended_early
 
 
-class OpenAIProvider:
+class OpenAIProvider(HTTPAdapter):
     """`POST {base_url}/chat/completions`. `api_key` may be empty for local servers that need none."""
 
-    def __init__(self, name: str, base_url: str, api_key: str, client: ProviderHTTPClient) -> None:
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._client = client
+    path = "/chat/completions"
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        label = self._label(request)
-        payload = await post_json(
-            self._client,
-            self._url,
-            self.build_body(request),
-            self._headers(request),
-            model=label,
-            secrets=(self._api_key,),
-        )
-        return _parse_completion(payload, request.model, label)
+    @staticmethod
+    def key_headers(api_key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Yield a TextDelta per content delta, then one Completion with the full text and usage."""
-        label = self._label(request)
-        body = self.build_body(request, stream=True)
-        events = stream_events(
-            self._client, self._url, body, self._headers(request), model=label, secrets=(self._api_key,)
-        )
+        label, events = self._open_stream(request)
         parts: list[str] = []
         usage, finish_reason, request_id, model, done = Usage(), None, None, request.model, False
         async with aclosing(events):
@@ -51,7 +35,7 @@ class OpenAIProvider:
                     break
                 chunk = event.json(label)
                 if chunk.get("error"):
-                    raise stream_error_event(label, chunk, secrets=(self._api_key,))
+                    raise stream_error_event(label, chunk, secrets=self._secrets)
                 request_id = request_id or chunk.get("id")
                 model = chunk.get("model") or model
                 for choice in chunk.get("choices") or ():
@@ -72,7 +56,7 @@ class OpenAIProvider:
 
     def parse_completion(self, payload: Mapping[str, Any], requested_model: str) -> Completion:
         """A chat-completions answer body (a provider batch's output line) as a Completion."""
-        return _parse_completion(payload, requested_model, f"{self.name}/{requested_model}")
+        return self.read_answer(payload, requested_model, f"{self.name}/{requested_model}")
 
     def build_body(self, request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
         """The wire body: options first, so they can never overwrite the model, messages or format."""
@@ -96,38 +80,25 @@ class OpenAIProvider:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    @property
-    def _url(self) -> str:
-        return f"{self.base_url}/chat/completions"
-
-    def _headers(self, request: CompletionRequest) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
-        headers.update(request.extra_headers)
-        return headers
-
-    def _label(self, request: CompletionRequest) -> str:
-        return f"{self.name}/{request.model}"
-
-
-def _parse_completion(payload: Mapping[str, Any], requested_model: str, label: str) -> Completion:
-    choices = payload.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise unreadable_body(label, 200, str(payload), "no choices")
-    message = choices[0].get("message")
-    if not isinstance(message, Mapping):
-        raise unreadable_body(label, 200, str(payload), "no message in choices[0]")
-    # `content` is null when the model refuses; the refusal text then stands in for the answer.
-    text = message.get("content") or message.get("refusal") or ""
-    usage = payload.get("usage")
-    return Completion(
-        text=str(text),
-        usage=_parse_usage(usage) if isinstance(usage, Mapping) else Usage(),
-        model=str(payload.get("model") or requested_model),
-        finish_reason=choices[0].get("finish_reason"),
-        provider_request_id=payload.get("id"),
-    )
+    @staticmethod
+    def read_answer(payload: Mapping[str, Any], requested_model: str, label: str) -> Completion:
+        """A chat-completions answer body as a Completion (its first choice)."""
+        choices = payload.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+            raise unreadable_body(label, 200, str(payload), "no choices")
+        message = choices[0].get("message")
+        if not isinstance(message, Mapping):
+            raise unreadable_body(label, 200, str(payload), "no message in choices[0]")
+        # `content` is null when the model refuses; the refusal text then stands in for the answer.
+        text = message.get("content") or message.get("refusal") or ""
+        usage = payload.get("usage")
+        return Completion(
+            text=str(text),
+            usage=_parse_usage(usage) if isinstance(usage, Mapping) else Usage(),
+            model=str(payload.get("model") or requested_model),
+            finish_reason=choices[0].get("finish_reason"),
+            provider_request_id=payload.get("id"),
+        )
 
 
 def _parse_usage(usage: Mapping[str, Any]) -> Usage:

@@ -115,9 +115,10 @@ class OpenAIBatchAPI:
             ) from exc
 
     async def _raw(self, method: str, path: str, **kwargs: Any) -> bytes:
-        headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            response = await self._client.request(method, f"{self.base_url}{path}", headers=headers, **kwargs)
+            response = await self._client.request(
+                method, f"{self.base_url}{path}", headers=self.provider.auth_headers, **kwargs
+            )
         except httpx.HTTPError as exc:
             raise provider_error(self._label, exc, secrets=(self._api_key,)) from exc
         if not response.is_success:
