@@ -31,8 +31,6 @@ from celery import Celery
 
 from app.config import Settings
 from app.metrics.families import JOBS_SUBMITTED, counter_field
-from app.observability import tracing
-from app.store import keys
 
 INTERACTIVE_QUEUE = "conveyor.interactive"
 RUN_JOB = "conveyor.run_job"
@@ -99,10 +97,15 @@ def task_message(task: str, args: list[Any], queue: str, extra_headers: dict[str
     return json.dumps(message).encode()
 
 
-async def enqueue_job(redis: aioredis.Redis, job_id: str) -> None:
-    """Put an interactive job on its queue (kombu's Redis transport: LPUSH, consumers BRPOP), counted."""
-    message = task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE, tracing.message_headers())
-    await redis.eval(_PUSH_COUNTED, 2, INTERACTIVE_QUEUE, keys.METRICS_COUNTS, message, _SUBMITTED_INTERACTIVE)
+async def enqueue_job(
+    redis: aioredis.Redis, job_id: str, *, counts_key: str, trace_headers: dict[str, str] | None = None
+) -> None:
+    """Put an interactive job on its queue (kombu's Redis transport: LPUSH, consumers BRPOP), counted in
+    the metrics hash `counts_key` (app/store/keys.py's, passed in: the port imports no store module).
+    `trace_headers` carry the caller's trace into the message (app/observability/tracing.py's
+    `message_headers()`; the caller's, as the port knows no tracing)."""
+    message = task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE, trace_headers)
+    await redis.eval(_PUSH_COUNTED, 2, INTERACTIVE_QUEUE, counts_key, message, _SUBMITTED_INTERACTIVE)
 
 
 def broker_client(settings: Settings) -> Celery:

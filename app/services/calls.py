@@ -36,6 +36,7 @@ from app.services.idempotency import Accepted, IdempotencyGuard
 from app.services.model_catalog import ModelCatalog
 from app.services.task_builder import build_task, function_call_request, function_definition, model_names
 from app.services.waiter import Announcement, JobWaiter
+from app.store import keys
 from app.store.async_jobs import AsyncJobWriter
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.functions import FunctionRepository, matches_revision
@@ -360,7 +361,9 @@ class CallService:
 
     async def enqueue(self, job: JobRecord) -> None:
         try:
-            await enqueue_job(self.redis, job.id)
+            await enqueue_job(
+                self.redis, job.id, counts_key=keys.METRICS_COUNTS, trace_headers=tracing.message_headers()
+            )
         except Exception as exc:
             await run_in_threadpool(self.jobs.discard_queued, job.id)
             raise ServiceUnavailable(

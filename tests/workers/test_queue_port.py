@@ -22,6 +22,7 @@ from app.queue import (
     broker_client,
     enqueue_job,
 )
+from app.store import keys
 from workers.celery_app import make_celery
 
 PER_MESSAGE = {("headers", "id"), ("headers", "root_id"), ("headers", "origin"), ("properties", "correlation_id")}
@@ -47,7 +48,7 @@ def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
 
     async def ours() -> None:
         async with aioredis.Redis.from_url(url) as connection:
-            await enqueue_job(connection, "job-1")
+            await enqueue_job(connection, "job-1", counts_key=keys.METRICS_COUNTS)
 
     asyncio.run(ours())
     mine = json.loads(client.rpop(INTERACTIVE_QUEUE))
