@@ -73,5 +73,12 @@ class ProviderHTTPClient(HttpxAiohttpClient):
 
     async def aclose(self) -> None:
         await super().aclose()  # the httpx side's session
+        await self._close_session()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await super().__aexit__(*exc_info)  # httpx's exit closes its transport, not `aclose`
+        await self._close_session()
+
+    async def _close_session(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,9 +32,9 @@ from app.providers.registry import ProviderRegistry
 from app.ratelimit import RateLimitConfig, RateLimiter, RateLimitWaitExceeded
 from app.store import keys
 from tests.ratelimit.conftest import max_in_window
+from tests.redis_dbs import new_redis_url, release_redis_url
 from tests.unit.scripted_provider import RecordingSleep, ScriptedProvider
 
-REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/0"
 SCHEMA = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
 GOOD = '{"sum": 4}'
 
@@ -96,13 +95,15 @@ def run(limits: dict[str, Any], scenario: Callable[[RateLimiter, aioredis.Redis]
     """`scenario(limiter, client)` on a fresh loop, with a limiter for `limits` on the test Redis."""
 
     async def main() -> Any:
-        client = aioredis.Redis.from_url(REDIS_URL)
+        url = new_redis_url()  # a database of this process's own (tests/redis_dbs.py)
+        client = aioredis.Redis.from_url(url)
         try:
             return await scenario(
                 RateLimiter(client, RateLimitConfig.parse(json.dumps(limits)), key_names=keys), client
             )
         finally:
             await client.aclose()
+            release_redis_url(url)
 
     return asyncio.run(main())
 
