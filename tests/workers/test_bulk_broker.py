@@ -4,7 +4,10 @@ unacknowledged index empty while unacked messages stay in it (to be restored if 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from kombu import Connection, Consumer, Exchange, Queue
@@ -113,16 +116,23 @@ def publish_jobs(url: str, count: int) -> None:
             )
 
 
+@contextmanager
+def consuming(url: str, *, prefetch: int) -> Iterator[tuple[Connection, Any, list[Any]]]:
+    """A consumer on the bulk transport, and the messages it has received (none acked for it)."""
+    received: list[Any] = []
+    with Connection(url, transport=BulkTransport) as connection:
+        channel = connection.channel()
+        consumer = Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(message)])
+        consumer.qos(prefetch_count=prefetch)
+        consumer.consume()
+        yield connection, channel, received
+
+
 def test_job_messages_are_held_in_memory_only_and_acked_there(redis_db_url):
     publish_jobs(redis_db_url, 6)
     publish(redis_db_url, 2)  # after them: any other task's messages keep kombu's copy in Redis
     client = redis.Redis.from_url(redis_db_url)
-    received: list[object] = []
-    with Connection(redis_db_url, transport=BulkTransport) as connection:
-        channel = connection.channel()
-        consumer = Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(message)])
-        consumer.qos(prefetch_count=10)
-        consumer.consume()
+    with consuming(redis_db_url, prefetch=10) as (connection, channel, received):
         connection.drain_events(timeout=5)
         assert len(received) == 8
         assert client.hlen("unacked") == 2 and client.zcard("unacked_index") == 2  # the two others only
@@ -135,12 +145,7 @@ def test_job_messages_are_held_in_memory_only_and_acked_there(redis_db_url):
 def test_held_job_messages_go_back_to_the_queue_when_rejected_or_at_close(redis_db_url):
     publish_jobs(redis_db_url, 5)
     client = redis.Redis.from_url(redis_db_url)
-    received: list[object] = []
-    with Connection(redis_db_url, transport=BulkTransport) as connection:
-        channel = connection.channel()
-        consumer = Consumer(channel, [QUEUE], callbacks=[lambda body, message: received.append(message)])
-        consumer.qos(prefetch_count=10)
-        consumer.consume()
+    with consuming(redis_db_url, prefetch=10) as (connection, channel, received):
         connection.drain_events(timeout=5)
         assert len(received) == 5 and client.llen("bulk-test") == 0
         received[0].ack()
