@@ -50,10 +50,10 @@ _PUSH_COUNTED = "redis.call('LPUSH', KEYS[1], ARGV[1]) return redis.call('HINCRB
 _SUBMITTED_INTERACTIVE = counter_field(JOBS_SUBMITTED, INTERACTIVE_QUEUE)
 
 
-def task_message(task: str, args: list[Any], queue: str, extra_headers: dict[str, str] | None = None) -> bytes:
+def task_message(task: str, args: list[Any], queue: str) -> bytes:
     """The Redis list entry kombu's Redis transport writes for `send_task(task, args, queue=queue)`
-    with Celery's protocol 2, JSON serialisation, no ETA and priority 0. `extra_headers` (a trace's
-    `traceparent`) go beside Celery's own headers, where the worker's pool reads them."""
+    with Celery's protocol 2, JSON serialisation, no ETA and priority 0. (A job's trace context is not
+    in its message but in its row: every message for the job, however sent, finds it there.)"""
     task_id = str(uuid.uuid4())
     body = json.dumps([args, {}, _EMBED]).encode()
     headers = {
@@ -77,8 +77,6 @@ def task_message(task: str, args: list[Any], queue: str, extra_headers: dict[str
         "stamped_headers": None,
         "stamps": {},
     }
-    if extra_headers:
-        headers.update(extra_headers)
     message = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
@@ -97,14 +95,10 @@ def task_message(task: str, args: list[Any], queue: str, extra_headers: dict[str
     return json.dumps(message).encode()
 
 
-async def enqueue_job(
-    redis: aioredis.Redis, job_id: str, *, counts_key: str, trace_headers: dict[str, str] | None = None
-) -> None:
+async def enqueue_job(redis: aioredis.Redis, job_id: str, *, counts_key: str) -> None:
     """Put an interactive job on its queue (kombu's Redis transport: LPUSH, consumers BRPOP), counted in
-    the metrics hash `counts_key` (app/store/keys.py's, passed in: the port imports no store module).
-    `trace_headers` carry the caller's trace into the message (app/observability/tracing.py's
-    `message_headers()`; the caller's, as the port knows no tracing)."""
-    message = task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE, trace_headers)
+    the metrics hash `counts_key` (app/store/keys.py's, passed in: the port imports no store module)."""
+    message = task_message(RUN_JOB, [job_id], INTERACTIVE_QUEUE)
     await redis.eval(_PUSH_COUNTED, 2, INTERACTIVE_QUEUE, counts_key, message, _SUBMITTED_INTERACTIVE)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -88,13 +89,16 @@ class BatchDispatcher:
         queue: TaskQueue,
         capacity: BatchCapacity,
         policy: DispatchPolicy,
+        on_cancelled: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_cancelled`: told how many items a round cancelled (the worker's metrics counts)."""
         self.items = items
         self.batches = batches
         self.completion = completion
         self.queue = queue
         self.capacity = capacity
         self.policy = policy
+        self.on_cancelled = on_cancelled
 
     def tick(self) -> int:
         """One round over the live batches; how many items were sent."""
@@ -109,7 +113,9 @@ class BatchDispatcher:
         sent = 0
         for batch in live:
             if batch.status is BatchStatus.cancelling:
-                self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR)
+                cancelled = self.batches.request_cancel(batch.id, error=BATCH_CANCELLED_ERROR)
+                if cancelled and self.on_cancelled is not None:
+                    self.on_cancelled(cancelled)
             elif share and batch.execution != "provider":
                 sent += self._feed(batch.id, share)
             self.completion.end_if_done(batch.id)

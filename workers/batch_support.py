@@ -17,10 +17,12 @@ class BatchSupport:
 
 
 def with_template(claim: Claim, batches: BatchSupport | None) -> Claim:
-    """A batch item's claim with the full task: the batch's template with the item's own part."""
+    """A batch item's claim with the full task (the batch's template with the item's own part), and the
+    batch's trace context, which the item's spans link to (app/observability/worker_spans.py)."""
     if claim.job.batch_id is None:
         return claim
     template = batches.templates.get(claim.job.batch_id) if batches is not None else None
     if template is None:
         return claim  # the engine call fails on the incomplete task, and says so
-    return replace(claim, job=replace(claim.job, task={**template, **claim.job.task}))
+    job = replace(claim.job, task={**template.task, **claim.job.task}, trace_context=template.trace_context)
+    return replace(claim, job=job)

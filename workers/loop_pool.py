@@ -104,7 +104,7 @@ class LoopPool(BasePool):
         task_args, task_kwargs, _embed = loads(body, content_type, content_encoding, accept=self._accept)
         if accept_callback is not None:
             accept_callback(os.getpid(), time.monotonic())
-        # Inside the job's span, a child of the message's `traceparent`, when tracing is on.
+        # Inside the job's span (started once the job is claimed: its trace is the job's), when tracing is on.
         job = tracing.traced_job(name, request, tuple(task_args), coroutine_body(*task_args, **task_kwargs))
         future = self.tasks.loop.submit(job)
         with self._lock:

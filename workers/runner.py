@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from app.engine.results import CallResult
+from app.observability import tracing
 from app.queue import TaskQueue
 from app.services.call_spans import spans_for_failure, spans_for_success
 from app.services.fewshot import EmptyDatasetMemo
@@ -81,6 +82,7 @@ class JobRunner:
             if claim is None:
                 log.info("job not claimable (finished, cancelled or held by a live worker)", extra={"job_id": job_id})
                 return None
+            tracing.job_claimed(claim.job)  # the run's span, in the job's trace (no-op unless tracing)
             started = utcnow()
             lease = LeaseClock.of(claim)
             try:
@@ -92,6 +94,7 @@ class JobRunner:
                 log.info("job cancelled; its provider call was abandoned", extra={"job_id": job_id})
                 return None
         if isinstance(outcome, Deferred):
+            tracing.job_deferred()
             await self._blocking(defer, self.runtime, self.queue, claim, outcome.retry_after)
             return None
         status = await self._finish(claim, outcome, started, lease)

@@ -16,6 +16,7 @@ from app.engine import prompts
 from app.engine.admission import CallAdmission
 from app.engine.deps import EngineDeps
 from app.engine.fallback import FallbackChain, build_request
+from app.engine.observer import AttemptObserver, CacheHit, ObservedAttempt
 from app.engine.results import AttemptRecord, CallResult, Cost
 from app.engine.structured import supports_native
 from app.engine.task import Example, ModelSpec, TaskSpec
@@ -105,9 +106,12 @@ async def complete_from_batch(
     With no answer (the line expired) the call runs from its first attempt, at the ordinary price."""
     first = task.models[0].name if task.models else ""
     resolver = deps.resolver if answer is None else _Resolver(deps.resolver, first, answer)
-    # These calls have never told the attempt observer (tracing) of their attempts: they run in the
-    # provider-batch loop, inside no job's span. Kept so; `deps.observer` is dropped on purpose.
-    chain = FallbackChain(replace(deps, resolver=resolver, observer=None))
+    observer = deps.observer
+    if observer is not None and answer is not None:
+        observer = _NamingBatchAnswer(observer, first)
+    # One attempt span per answer (and per re-ask or fallback after it), under the item's span that the
+    # provider-batch driver opens (app/services/provider_batches.py), as on the queue.
+    chain = FallbackChain(replace(deps, resolver=resolver, observer=observer))
     admission = _Admission(deps.rate_limiter, priority=priority, free=answer is not None)
     try:
         result = await chain.run(task, extra_examples=extra_examples, admission=admission)
@@ -120,6 +124,23 @@ async def complete_from_batch(
         return result
     records = _repriced(result.attempts, first, deps)
     return replace(result, attempts=records, cost=sum((r.cost for r in records), Cost()))
+
+
+class _NamingBatchAnswer:
+    """The observer, told which attempt the provider batch answered (the first model's first)."""
+
+    def __init__(self, inner: AttemptObserver, first: str) -> None:
+        self._inner = inner
+        self._first: str | None = first
+
+    def attempt_ended(self, attempt: ObservedAttempt) -> None:
+        if self._first is not None and attempt.record.model == self._first and attempt.record.attempt == 1:
+            self._first = None
+            attempt = replace(attempt, from_provider_batch=True)
+        self._inner.attempt_ended(attempt)
+
+    def answered_from_cache(self, hit: CacheHit) -> None:
+        self._inner.answered_from_cache(hit)
 
 
 def _repriced(records: Sequence[AttemptRecord], first: str, deps: EngineDeps) -> tuple[AttemptRecord, ...]:

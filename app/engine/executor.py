@@ -15,6 +15,7 @@ from app.engine.admission import CallAdmission
 from app.engine.cache import ResultCache, cache_key
 from app.engine.deps import EngineDeps
 from app.engine.fallback import FallbackChain
+from app.engine.observer import CacheHit
 from app.engine.results import CallResult, Cost
 from app.engine.structured import check_schema, validate_instance
 from app.engine.task import Example, TaskSpec
@@ -78,9 +79,12 @@ async def complete_task(
     cache = deps.cache if ttl > 0 else None
     key = cache_key(task) if cache is not None else ""
     if cache is not None:
+        asked = deps.clock() if deps.observer is not None else None
         hit = await _cache_get(cache, cache_scope, key)
         if hit is not None:
             now = deps.clock()
+            if deps.observer is not None and asked is not None:
+                deps.observer.answered_from_cache(CacheHit(hit.model, asked, now))
             return replace(hit, cached=True, usage=Usage(), cost=Cost(), attempts=(), started_at=now, ended_at=now)
     admission = CallAdmission(deps.rate_limiter, priority=priority, max_wait=max_rate_wait)
     result = await FallbackChain(deps).run(task, extra_examples=extra_examples, listener=listener, admission=admission)

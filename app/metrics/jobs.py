@@ -47,7 +47,8 @@ def count_ending(
 
 
 def cancelled_counts(jobs: int) -> Counts:
-    """Jobs the API cancelled (one job, or a batch's items not yet ended)."""
+    """Jobs cancelled: by the API (one job, or a batch's items not yet ended), or by the batch dispatcher
+    (a cancelling batch's items that went back to the queue after its cancel: a lost worker's, a deferral)."""
     counts = Counts()
     if jobs:
         counts.inc(JOBS_FINISHED, "cancelled", by=jobs)

@@ -2,8 +2,8 @@
 
 Counters and histograms come from the metrics hash every process adds to (one HGETALL); gauges are
 read now: queue depths (LLEN of the Celery queues), workers (their presence keys), jobs and batches in
-progress (the database). A custom Collector turns that snapshot into families, so the text is
-prometheus_client's own exposition format.
+progress and deferred batch items (the database). A custom Collector turns that snapshot into
+families, so the text is prometheus_client's own exposition format.
 """
 
 from __future__ import annotations
@@ -83,13 +83,24 @@ class ClusterCollector(Collector):
     def _gauges(self) -> Iterator[Metric]:
         snapshot = self.snapshot
         depth = GaugeMetricFamily(
-            "conveyor_queue_depth", "Messages waiting on each Celery queue, not yet taken.", labels=["queue"]
+            "conveyor_queue_depth",
+            "Messages on each Celery queue that no worker has taken yet (the list's length). A taken message"
+            " is out of it: its job runs (conveyor_jobs_in_progress), or it is a deferred batch item's"
+            " delayed message, held by a worker until due (conveyor_jobs_deferred). Batch items not yet"
+            " sent by the dispatcher are in neither.",
+            labels=["queue"],
         )
         for queue, length in snapshot.queue_depths.items():
             depth.add_metric([queue], length)
         yield depth
         yield GaugeMetricFamily(
             "conveyor_jobs_in_progress", "Jobs running in a worker now.", value=snapshot.activity.jobs_running
+        )
+        yield GaugeMetricFamily(
+            "conveyor_jobs_deferred",
+            "Batch items sent back for lack of rate-limit room, waiting out their countdown (their delayed"
+            " messages are held by workers, outside conveyor_queue_depth).",
+            value=snapshot.activity.jobs_deferred,
         )
         yield GaugeMetricFamily(
             "conveyor_batches_in_progress",

@@ -1,4 +1,4 @@
-"""A worker process's side of the cluster's counts: endings, rate-limit waits, webhook attempts.
+"""A worker process's side of the cluster's counts: endings, cancellations, rate-limit waits, webhook attempts.
 
 Everything is counted into the process's pending counts first (dictionary additions, ~10 µs a job).
 They reach Redis with the pipeline that announces jobs' endings (workers/endings.py), at most once per
@@ -19,7 +19,7 @@ from typing import Any
 
 from app.metrics.counts import Counts, PendingCounts, add_to
 from app.metrics.families import RATE_WAIT, WEBHOOKS
-from app.metrics.jobs import count_ending
+from app.metrics.jobs import cancelled_counts, count_ending
 from app.metrics.models import ModelLabels
 from app.store.job_records import Finish, JobRecord
 from app.store.tables import utcnow
@@ -63,6 +63,10 @@ class WorkerCounts:
 
     def put_back(self, counts: Counts) -> None:
         self.pending.put_back(counts)
+
+    def cancelled(self, jobs: int) -> None:
+        """Batch items the dispatcher cancelled (put back on the queue after their batch's cancel)."""
+        self.pending.add(cancelled_counts(jobs))
 
     def rate_wait(self, model: str, seconds: float) -> None:
         """A limited model's permit came after `seconds` (the limiter's `on_wait`; on the event loop)."""

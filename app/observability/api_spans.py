@@ -1,4 +1,4 @@
-"""The API's request spans (kind SERVER), and the trace context they hand to the jobs they enqueue.
+"""The API's request spans (kind SERVER), and the trace context they hand to the jobs and batches they submit.
 
 A request's span is started lazily, with the request's own start time: what trace it belongs to is
 known only once the call has been read. In order of precedence:
@@ -6,46 +6,27 @@ known only once the call has been read. In order of precedence:
    (`join_stored_trace`, from the call service);
 2. a W3C `traceparent` header (or whatever `OTEL_PROPAGATORS` reads): the caller's trace;
 3. otherwise the call's own Conveyor trace, so the OTel trace id equals the `trace_id` the spans
-   API shows (a UUID's 32 hex digits).
-Conveyor's ids are UUIDs: a trace id maps to its 32 hex digits, a span id to its first 16.
+   API shows (app/observability/ids.py).
+The span's context is stored with the job it submits (or the batch), for the worker to trace every
+run of the job under it (worker_spans.py).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import time
-import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
 
 from fastapi import FastAPI
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability import otel
+from app.observability.ids import ChosenTraceIds, otel_id, trace_id_of
 from app.observability.tracing import API_SERVICE, RequestTrace
-
-# The trace id a span about to start must have (a root call's own Conveyor trace).
-_chosen_trace_id: ContextVar[int | None] = ContextVar("conveyor_chosen_trace_id", default=None)
-
-
-class ChosenTraceIds(RandomIdGenerator):
-    """Random ids, except a root span's trace id when one was chosen for it."""
-
-    def generate_trace_id(self) -> int:
-        return _chosen_trace_id.get() or super().generate_trace_id()
-
-
-def otel_id(conveyor_id: str, hex_digits: int) -> int:
-    """A Conveyor id (a UUID; any other string is hashed) as an OTel trace (32) or span (16) id."""
-    try:
-        digits = uuid.UUID(conveyor_id).hex
-    except ValueError:
-        digits = hashlib.sha256(conveyor_id.encode()).hexdigest()
-    return int(digits[:hex_digits], 16) or 1
 
 
 def route_template(scope: Scope) -> str | None:
@@ -89,8 +70,7 @@ class RequestSpan:
 
     def started(self) -> trace.Span:
         if self.span is None:
-            token = _chosen_trace_id.set(self.trace_id)
-            try:
+            with trace_id_of(self.trace_id):
                 self.span = self.tracer.start_span(
                     self.scope["method"],  # `{method} {route}` once routed (HTTP conventions: no raw paths)
                     context=self.parent,
@@ -102,14 +82,16 @@ class RequestSpan:
                         "url.scheme": self.scope.get("scheme", "http"),
                     },
                 )
-            finally:
-                _chosen_trace_id.reset(token)
         return self.span
 
-    def message_headers(self) -> dict[str, str]:
+    def trace_context(self) -> str:
+        """This span's context as propagation headers (`traceparent`, ...), in JSON, to store with a job."""
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(self.started()))
-        return carrier
+        return json.dumps(carrier, separators=(",", ":"))
+
+    def set_attribute(self, key: str, value: str) -> None:
+        self.started().set_attribute(key, value)
 
     def end(self, status_code: int | None, error: BaseException | None) -> None:
         span = self.started()

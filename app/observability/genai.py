@@ -3,7 +3,16 @@
 Each span is made when its attempt has ended, from the engine's record of it (app/engine/observer.py),
 with the attempt's real start and end times, under the span current in the call's context (the job's).
 Prompt and answer text go in only with `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`
-(`gen_ai.system_instructions`, `gen_ai.input.messages`, `gen_ai.output.messages`, as JSON).
+(`gen_ai.system_instructions`, `gen_ai.input.messages`, `gen_ai.output.messages`, as JSON). An attempt
+a provider's batch API answered says so (`conveyor.provider_batch`): its times are when the answer was
+read.
+
+A call answered from Conveyor's result cache asks no model, so it gets no `chat` span: the conventions'
+inference span is "a client call to a GenAI model", and their only cache attributes
+(`gen_ai.usage.cache_read.input_tokens`, ...) count a provider's prompt cache. Backends that chart
+GenAI calls from `chat` spans (latency, tokens per model) would count a hit as a free, instant call.
+It gets an INTERNAL `cached chat {model}` span instead, with `conveyor.cache.hit=true` and the model
+whose answer was served, for the length of the cache lookup, and no `gen_ai.*` attributes.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from app.engine.observer import ObservedAttempt
+from app.engine.observer import CacheHit, ObservedAttempt
 
 CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 # Conveyor's provider prefixes that the conventions spell differently; any other is used as it is.
@@ -65,6 +74,16 @@ class GenAiAttempts:
             span.set_status(Status(StatusCode.ERROR, (record.error_message or "")[:500]))
         span.end(end_time=max(_ns(record.ended_at), _ns(record.started_at)))
 
+    def answered_from_cache(self, hit: CacheHit) -> None:
+        model = hit.model.partition("/")[2] or hit.model  # as the provider names it, like `chat {model}`
+        span = self.tracer.start_span(
+            f"cached chat {model}",
+            kind=SpanKind.INTERNAL,
+            start_time=_ns(hit.started_at),
+            attributes={"conveyor.cache.hit": True, "conveyor.model": hit.model},
+        )
+        span.end(end_time=max(_ns(hit.ended_at), _ns(hit.started_at)))
+
     def _attributes(self, attempt: ObservedAttempt) -> dict[str, Any]:
         record, request, completion = attempt.record, attempt.request, attempt.completion
         attributes: dict[str, Any] = {
@@ -74,6 +93,8 @@ class GenAiAttempts:
             "conveyor.model": record.model,
             "conveyor.attempt": record.attempt,
         }
+        if attempt.from_provider_batch:
+            attributes["conveyor.provider_batch"] = True
         for option, name in OPTION_ATTRIBUTES.items():
             value = request.options.get(option)
             if isinstance(value, int | float) and not isinstance(value, bool):

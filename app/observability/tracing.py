@@ -5,10 +5,13 @@ workers export spans over OTLP, configured by the standard OTel environment vari
 otel.py). Unset, nothing from `opentelemetry` is imported and every hook here is a cheap no-op:
 this module imports no OTel package itself, and loads the modules that do only once tracing is on.
 
-One call is one trace across processes: the API's request span (api_spans.py), the job's span in
-the worker, parented through a `traceparent` header in the job's queue message (app/queue.py), and
-one `chat {model}` span per model attempt following the GenAI semantic conventions (worker_spans.py,
-fed by the engine's attempt observer, app/engine/observer.py).
+One call is one trace across processes: the API's request span (api_spans.py), whose context is stored
+with the job it submits (`jobs.trace_context`); the job's span in the worker, started when the job is
+claimed, a child of that stored context, so every run of the job (first, deferred, redelivered, re-sent
+after a crash) is in the call's trace whatever its message carried; and one `chat {model}` span per
+model attempt following the GenAI semantic conventions (genai.py, fed by the engine's attempt observer,
+app/engine/observer.py). A batch is one request span; each item is a trace of its own (the item's
+Conveyor trace) whose runs link to it (worker_spans.py says why).
 """
 
 from __future__ import annotations
@@ -35,7 +38,18 @@ class RequestTrace(Protocol):
 
     def join(self, trace_id: str, parent_span_id: str | None) -> None: ...
 
-    def message_headers(self) -> dict[str, str]: ...
+    def trace_context(self) -> str: ...
+
+    def set_attribute(self, key: str, value: str) -> None: ...
+
+
+class TracedJob(Protocol):
+    """What the worker's spans need of a job (a store JobRecord)."""
+
+    id: str
+    trace_id: str  # Conveyor's
+    batch_id: str | None
+    trace_context: str | None
 
 
 class JobTracer(Protocol):
@@ -44,6 +58,12 @@ class JobTracer(Protocol):
     observer: AttemptObserver
 
     def run_job(self, task: str, headers: Mapping[str, Any], args: tuple[Any, ...], job: Job[T]) -> Job[T]: ...
+
+    def job_claimed(self, job: TracedJob) -> None: ...
+
+    def job_deferred(self) -> None: ...
+
+    def batch_answer(self, job: TracedJob, answer: Job[T]) -> Job[T]: ...
 
 
 # Set by the API's tracing middleware for the length of a request; unset when tracing is off.
@@ -96,17 +116,47 @@ def attempt_observer() -> AttemptObserver | None:
 
 
 def traced_job(task: str, headers: Mapping[str, Any], args: tuple[Any, ...], job: Job[T]) -> Job[T]:
-    """`job` (a job's coroutine) run inside its job span, a child of the `traceparent` in the message
-    `headers`; `job` itself when tracing is off."""
+    """`job` (a job's coroutine, as the worker's pool runs a message) inside a job span, which starts
+    when the job is claimed (`job_claimed`) with the time the message arrived; `job` itself when
+    tracing is off."""
     if _worker is None:
         return job
     return _worker.run_job(task, headers, args, job)
 
 
-def message_headers() -> dict[str, str] | None:
-    """Headers that carry the current request's trace into a job message; None when not tracing."""
+def job_claimed(job: TracedJob) -> None:
+    """The job being run (in `traced_job`) was claimed: its span starts, in the job's trace, and is the
+    current span of what the job does next. No-op when not tracing."""
+    if _worker is not None:
+        _worker.job_claimed(job)
+
+
+def job_deferred() -> None:
+    """The job being run goes back to the queue (no rate-limit room): its span says so."""
+    if _worker is not None:
+        _worker.job_deferred()
+
+
+def traced_batch_answer(job: TracedJob, answer: Job[T]) -> Job[T]:
+    """`answer` (a batch item's call carried on from its provider-batch answer) inside a span of the
+    item's trace; `answer` itself when tracing is off."""
+    if _worker is None:
+        return answer
+    return _worker.batch_answer(job, answer)
+
+
+def trace_context() -> str | None:
+    """The current request span's context (propagation headers as JSON), to store with the job or batch
+    it submits; None when not tracing."""
     request = _request.get()
-    return request.message_headers() if request is not None else None
+    return request.trace_context() if request is not None else None
+
+
+def note_request(key: str, value: str) -> None:
+    """An attribute on the current request's span (a batch's id, to find it by); no-op when not tracing."""
+    request = _request.get()
+    if request is not None:
+        request.set_attribute(key, value)
 
 
 def join_stored_trace(trace_id: str, parent_span_id: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from app.store.batches import BatchRepository
+from app.store.batches import BatchRepository, BatchTemplate
 
 BATCH_CANCELLED_ERROR = {
     "type": "BatchCancelled",
@@ -23,15 +23,16 @@ BATCH_ABANDONED_ERROR = {
 
 
 class TemplateCache:
-    """Batch templates by batch id, for the workers: a template never changes, so it is read once."""
+    """Batch templates (and the trace context their items' spans link to) by batch id, for the workers:
+    a template never changes, so it is read once."""
 
     def __init__(self, batches: BatchRepository, *, size: int = 256) -> None:
         self.batches = batches
         self.size = size
-        self._templates: dict[str, dict] = {}
+        self._templates: dict[str, BatchTemplate] = {}
         self._lock = threading.Lock()
 
-    def get(self, batch_id: str) -> dict | None:
+    def get(self, batch_id: str) -> BatchTemplate | None:
         with self._lock:
             found = self._templates.get(batch_id)
         if found is not None:

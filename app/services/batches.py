@@ -25,6 +25,7 @@ from app.engine.task import task_to_dict
 from app.errors import BadRequest, Conflict, NotFound
 from app.metrics.counts import add_to
 from app.metrics.jobs import cancelled_counts, submitted_counts
+from app.observability import tracing
 from app.queue import BATCH_QUEUE
 from app.schemas.batches import BatchSpec
 from app.schemas.calls import CallRequest
@@ -167,11 +168,13 @@ class BatchService:
                 completion_window=spec.completion_window,
                 execution=execution,
                 webhook_secrets=secrets,
+                trace_context=tracing.trace_context(),  # its items' spans link to this request's
             )
             checker = ItemChecker(resolved.task.input_schema, dict(resolved.task.tags))
             result = await run_in_threadpool(
                 lambda: self.intake.run(new, checker.checked(values), skip_invalid=spec.on_invalid == "skip")
             )
+            tracing.note_request("conveyor.batch.id", result.batch_id)
             await self._count_submitted(result.accepted)
             return await run_in_threadpool(self.jobs.get, result.anchor_job_id)
 
@@ -303,8 +306,10 @@ class BatchService:
             completion_window=old.completion_window,
             execution=old.execution,
             webhook_secrets=old.webhook_secrets,
+            trace_context=tracing.trace_context(),
         )
         result = await run_in_threadpool(lambda: self.intake.run(new, self._failed_items(old.id), skip_invalid=False))
+        tracing.note_request("conveyor.batch.id", result.batch_id)
         return SubmittedBatch(await self.get(project, result.batch_id), replayed=False)
 
     def _failed_items(self, batch_id: str) -> Iterator[NewItem]:

@@ -342,6 +342,7 @@ class CallService:
             parent_span_id=parent,
             delivery=delivery,
             idempotency=binding,
+            trace_context=tracing.trace_context(),  # every run of the job is traced under this request
         )
         if self.job_writer is not None and catalog_version is not None and binding is None:
             return await self.job_writer.create(new, catalog_version=catalog_version, durable=durable)
@@ -361,9 +362,7 @@ class CallService:
 
     async def enqueue(self, job: JobRecord) -> None:
         try:
-            await enqueue_job(
-                self.redis, job.id, counts_key=keys.METRICS_COUNTS, trace_headers=tracing.message_headers()
-            )
+            await enqueue_job(self.redis, job.id, counts_key=keys.METRICS_COUNTS)  # its trace is in its row
         except Exception as exc:
             await run_in_threadpool(self.jobs.discard_queued, job.id)
             raise ServiceUnavailable(

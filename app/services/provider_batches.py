@@ -35,12 +35,13 @@ from app.engine.batch_answers import complete_from_batch, first_request
 from app.engine.deps import EngineDeps
 from app.engine.task import TaskSpec, task_from_dict
 from app.errors import ConveyorError, TaskFailed
+from app.observability import tracing
 from app.providers.batch_api import BatchIntent, BatchLine, LineResult, ProviderBatchAPI, RemoteBatch, batch_api_of
 from app.services.batch_completion import BatchCompletion
 from app.services.batch_items import TemplateCache
 from app.services.call_spans import spans_for_failure, spans_for_success
 from app.services.fewshot import EmptyDatasetMemo, select_examples
-from app.store.batches import BatchRepository
+from app.store.batches import BatchRepository, BatchTemplate
 from app.store.db import Database
 from app.store.job_records import Finish, JobRecord
 from app.store.jobs import JobRepository
@@ -111,7 +112,7 @@ class ProviderBatchDriver:
     # --- split -------------------------------------------------------------------------------------
 
     async def _split(self, batch_id: str) -> None:
-        template = await self._template(batch_id)
+        template = (await self._template(batch_id)).task
         model = template["models"][0]["name"]
         api = self._api(model)
         max_requests, max_bytes = self.policy.limits(api)
@@ -151,7 +152,7 @@ class ProviderBatchDriver:
             if not items:  # all cancelled meanwhile
                 await self._b(self.store.close, pbatch.id, ProviderBatchState.cancelled)
                 return
-            lines = await self._lines(await self._template(pbatch.batch_id), items)
+            lines = await self._lines((await self._template(pbatch.batch_id)).task, items)
             remote = await api.submit(lines, intent)
         else:
             log.warning("adopted a provider batch created before a crash", extra={"provider_batch_id": pbatch.id})
@@ -186,12 +187,14 @@ class ProviderBatchDriver:
         await self._b(self.completion.end_if_done, pbatch.batch_id)
         log.info("provider batch collected", extra={"provider_batch_id": pbatch.id, "state": remote.state})
 
-    async def _end_items(self, template: dict[str, Any], answered: Sequence[tuple[JobRecord, LineResult]]) -> None:
+    async def _end_items(self, template: BatchTemplate, answered: Sequence[tuple[JobRecord, LineResult]]) -> None:
         gate = asyncio.Semaphore(self.policy.concurrency)
 
         async def one(item: JobRecord, line: LineResult) -> Finish:
+            job = replace(item, task={**template.task, **item.task}, trace_context=template.trace_context)
             async with gate:
-                return await self._carry_on(replace(item, task={**template, **item.task}), line)
+                # In a span of the item's trace (linked to the batch's request), with its attempts' spans.
+                return await tracing.traced_batch_answer(job, self._carry_on(job, line))
 
         for start in range(0, len(answered), ENDINGS_PER_WRITE):
             part = answered[start : start + ENDINGS_PER_WRITE]
@@ -237,7 +240,7 @@ class ProviderBatchDriver:
             raise RuntimeError(f"{model} has no batch API")
         return api
 
-    async def _template(self, batch_id: str) -> dict[str, Any]:
+    async def _template(self, batch_id: str) -> BatchTemplate:
         template = await self._b(self._templates.get, batch_id)
         if template is None:
             raise RuntimeError(f"batch {batch_id} has no template")

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from app.store.db import Database
-from app.store.tables import Job, JobStatus
+from app.store.tables import Job, JobStatus, utcnow
 from app.store.tables_batches import Batch, BatchStatus
 
-# Both are index reads: jobs by (status, lease_expires_at), and the few batches there are.
+# Index reads: jobs by (status, lease_expires_at), the few batches there are, and the partial index of
+# batch items with a message out (`dispatched_at` set: a window's worth).
 _RUNNING_JOBS = select(func.count()).select_from(Job).where(Job.status == JobStatus.running)
 _ACTIVE_BATCHES = (
     select(func.count()).select_from(Batch).where(Batch.status.in_((BatchStatus.running, BatchStatus.cancelling)))
+)
+# A deferred batch item's `dispatched_at` is when its delayed message becomes due (workers/deferral.py):
+# in the future while a worker holds that message. (Only batch items are ever deferred: interactive calls
+# wait for rate-limit room as long as it takes.)
+_DEFERRED_ITEMS = (
+    select(func.count())
+    .select_from(Job)
+    .where(Job.dispatched_at > bindparam("p_now"), Job.batch_id.is_not(None), Job.status == JobStatus.queued)
 )
 
 
@@ -21,6 +30,7 @@ _ACTIVE_BATCHES = (
 class Activity:
     jobs_running: int
     batches_running: int  # running or cancelling (items still ending)
+    jobs_deferred: int = 0  # batch items waiting out a rate-limit deferral's countdown
 
 
 class ActivityReader:
@@ -31,4 +41,5 @@ class ActivityReader:
         with self.db.connection() as connection:
             jobs = connection.execute(_RUNNING_JOBS).scalar_one()
             batches = connection.execute(_ACTIVE_BATCHES).scalar_one()
-        return Activity(int(jobs), int(batches))
+            deferred = connection.execute(_DEFERRED_ITEMS, {"p_now": utcnow()}).scalar_one()
+        return Activity(int(jobs), int(batches), int(deferred))

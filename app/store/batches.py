@@ -33,6 +33,13 @@ class NewBatch:
     completion_window: str | None = None
     execution: str = "queue"  # or "provider"
     webhook_secrets: tuple[str, ...] = ()  # signs the batch's webhook (kept on the batch, never shown)
+    trace_context: str | None = None  # the submitting request's, when the API exports traces (items link to it)
+
+
+@dataclass(frozen=True)
+class BatchTemplate:
+    task: dict[str, Any]  # a TaskSpec dict without input and tags
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,7 @@ class BatchRepository:
                     completion_window=new.completion_window,
                     execution=new.execution,
                     webhook_secrets=list(new.webhook_secrets) or None,
+                    trace_context=new.trace_context,
                     total=0,
                     invalid_count=0,
                     created_at=now,
@@ -251,9 +259,11 @@ class BatchRepository:
             sums = batch_counters.totals(session, [row.id for row in rows])
             return [BatchRecord.of(row, sums.get(row.id)) for row in rows], total
 
-    def template(self, batch_id: str) -> dict[str, Any] | None:
+    def template(self, batch_id: str) -> BatchTemplate | None:
+        """What every item of the batch shares: its task template, and the trace context its items' spans link to."""
         with self.db.transaction() as session:
-            return session.scalar(select(Batch.task_template).where(Batch.id == batch_id))
+            row = session.execute(select(Batch.task_template, Batch.trace_context).where(Batch.id == batch_id)).first()
+            return BatchTemplate(row.task_template, row.trace_context) if row is not None else None
 
     def items(
         self, batch_id: str, *, statuses: Sequence[JobStatus] = (), after_seq: int = 0, limit: int = 1000

@@ -30,6 +30,7 @@ class NewJob:
     parent_span_id: str | None = None
     delivery: DeliveryOptions = DeliveryOptions()
     idempotency: Any = None  # a store.idempotency.KeyBinding to bind in the job's own transaction
+    trace_context: str | None = None  # the submitting request's, when the API exports traces (app/observability/)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class JobRecord:
     meta: dict[str, Any] | None = None
     batch_id: str | None = None  # a batch item: `task` holds only name, input and tags
     custom_id: str | None = None
+    # The trace context (JSON of its propagation headers) that every run of the job is traced under: the
+    # submitting request's; for a batch item, its batch's (filled in with its template when claimed).
+    trace_context: str | None = None
 
     @property
     def name(self) -> str:
@@ -86,6 +90,7 @@ class JobRecord:
             meta=job.meta,
             batch_id=job.batch_id,
             custom_id=job.custom_id,
+            trace_context=job.trace_context,
         )
 
 

@@ -56,6 +56,7 @@ def new_job_values(new: NewJob) -> dict[str, Any]:
         "webhook_url": new.delivery.webhook_url,
         "webhook_secrets": list(new.delivery.webhook_secrets) or None,
         "meta": new.delivery.meta,
+        "trace_context": new.trace_context,
     }
 
 

@@ -219,6 +219,10 @@ class Job(Base):
     batch_seq: Mapped[int | None] = mapped_column(Integer)  # 1-based position in the submission
     custom_id: Mapped[str | None] = mapped_column(String(255))
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The trace context (JSON of its propagation headers) of the API request that submitted the job, when
+    # the API exports traces (migration 0012): every run of the job is a child of it. Null on batch items
+    # (their batch has one) and when tracing is off.
+    trace_context: Mapped[str | None] = mapped_column(Text)
 
 
 class Span(Base):

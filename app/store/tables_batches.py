@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Enum, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.store.tables import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -64,6 +64,8 @@ class Batch(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # intake heartbeat
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The submitting request's trace context (migration 0012): each item's spans link to it.
+    trace_context: Mapped[str | None] = mapped_column(Text)
 
 
 class BatchCounter(Base):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from app.services.batch_intake import BatchIntake
 from app.store.batch_dispatch import BatchDispatchRepository
-from app.store.batches import BatchRepository, NewBatch, NewItem
+from app.store.batches import BatchRepository, BatchTemplate, NewBatch, NewItem
 from app.store.db import Database
 from app.store.job_recovery import JobRecovery
 from app.store.jobs import Finish, JobRepository
@@ -69,7 +69,7 @@ def test_intake_writes_items_in_order_with_the_anchor_first(db):
         assert jobs[0].id == batch.anchor_job_id and batch.webhook_secrets == ("s",)  # the batch's, not an item's
         assert all(j.webhook_secrets is None for j in jobs)
         assert jobs[3].task == {"name": "t", "input": {"n": 3}, "tags": {"k": "v"}}
-    assert batches.template(batch_id) == {"name": "t", "instructions": "do"}
+    assert batches.template(batch_id) == BatchTemplate({"name": "t", "instructions": "do"}, None)
 
 
 def test_every_transition_moves_the_counters_with_the_rows(db):

@@ -20,7 +20,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from app.embedded import free_port
 
-KINDS = {Span.SPAN_KIND_SERVER: "server", Span.SPAN_KIND_CLIENT: "client", Span.SPAN_KIND_CONSUMER: "consumer"}
+KINDS = {
+    Span.SPAN_KIND_SERVER: "server",
+    Span.SPAN_KIND_CLIENT: "client",
+    Span.SPAN_KIND_CONSUMER: "consumer",
+    Span.SPAN_KIND_INTERNAL: "internal",
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class ReceivedSpan:
     error: bool
     start_ns: int
     end_ns: int
+    links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of each linked span, hex
 
 
 def _value(value: AnyValue) -> Any:
@@ -70,6 +76,7 @@ class Collected:
                             error=span.status.code == Status.STATUS_CODE_ERROR,
                             start_ns=span.start_time_unix_nano,
                             end_ns=span.end_time_unix_nano,
+                            links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
                         )
                     )
         with self._lock:

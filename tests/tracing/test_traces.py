@@ -3,80 +3,11 @@ model attempt, exported over OTLP (HTTP and gRPC) to real receivers from a real 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import uuid
 
-import pytest
-
-from tests.stack import Stack, start_stack
-from tests.tracing.receiver import Collected, OtlpGrpcReceiver, OtlpHttpReceiver, ReceivedSpan
-
-SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-
-
-@contextlib.contextmanager
-def traced_stack(fake_provider_url: str, otel_env: dict[str, str]):  # noqa: ANN201
-    """A stack whose API (in this process) and worker (a child) export to the receiver in `otel_env`.
-
-    The API reads the OTel variables from this process's environment when its app is created, so
-    they are set around `start_stack` (and only then: later stacks in this process see none)."""
-    env = {"OTEL_BSP_SCHEDULE_DELAY": "50", **otel_env}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        stack = start_stack(fake_provider_url, **env)
-    finally:
-        for name, value in saved.items():
-            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
-    try:
-        yield stack
-    finally:
-        stack.stop()
-
-
-@pytest.fixture(scope="module")
-def http_receiver():
-    with OtlpHttpReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture(scope="module")
-def stack(fake_provider, http_receiver) -> Stack:
-    with traced_stack(fake_provider.url, {"OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.endpoint}) as running:
-        yield running
-
-
-@pytest.fixture
-def client(stack: Stack):
-    with stack.client(stack.new_key()) as http:
-        yield http
-
-
-def call(client, model, *, headers=None, **extra):  # noqa: ANN001, ANN201
-    body = {"name": "traced", "input": f"question {uuid.uuid4().hex[:6]}", "output_schema": SCHEMA, "model": model}
-    response = client.post("/call", json={**body, **extra}, headers=headers or {})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def whole_call(collected: Collected, trace_id: str, attempts: int) -> dict[str, list[ReceivedSpan]]:
-    """Wait for a call's API span, job span and `attempts` chat spans in trace `trace_id`."""
-
-    def found(spans: list[ReceivedSpan]) -> dict[str, list[ReceivedSpan]] | None:
-        mine = [span for span in spans if span.trace_id == trace_id]
-        kinds = {kind: [span for span in mine if span.kind == kind] for kind in ("server", "consumer", "client")}
-        ready = len(kinds["server"]) == 1 and len(kinds["consumer"]) == 1 and len(kinds["client"]) == attempts
-        return kinds if ready else None
-
-    return collected.wait_for(found)
-
-
-def conveyor_trace_id(client, span_id: str) -> str:  # noqa: ANN001
-    response = client.get(f"/spans/{span_id}")
-    assert response.status_code == 200, response.text
-    return uuid.UUID(response.json()["trace_id"]).hex
+from tests.tracing.receiver import OtlpGrpcReceiver
+from tests.tracing.traced import SCHEMA, call, conveyor_trace_id, traced_stack, whole_call
 
 
 def test_a_call_is_one_trace_across_api_worker_and_model(client, http_receiver) -> None:

@@ -33,6 +33,7 @@ TRACING_MODULES = (
     "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
     "grpc",
     "app.observability.otel",
+    "app.observability.ids",
     "app.observability.api_spans",
     "app.observability.worker_spans",
     "app.observability.genai",

@@ -39,6 +39,7 @@ def batch_duties(runtime: WorkerRuntime, queue: TaskQueue, *, member: str, slots
         queue,
         capacity,
         DispatchPolicy.from_settings(runtime.settings),
+        on_cancelled=runtime.counts.cancelled,
     )
     client: redis.Redis = runtime.redis
     return BatchDuties(dispatcher, capacity, client, member, slots)
