@@ -195,12 +195,14 @@ class CallService:
 
         `durable=False` only for a caller that answers with the job's result or an error, never with
         the job itself before `jobs.make_durable(job.id)` (JobRepository.create says why)."""
+        trace: tuple[str | None, str] | None = None
         if self.catalog_cache is not None and self.catalog is not None:
-            job = await self._submit_cached(project, request, durable, delivery, binding)
+            job, trace = await self._submit_cached(project, request, durable, delivery, binding)
             if job is not None:
                 return job
         task = await self._build_task(project, request)
-        parent, trace_id = await self._trace_for(project, request)
+        # The trace the cached way chose, if it got that far: the request's span may have started in it.
+        parent, trace_id = trace or await self._trace_for(project, request)
         ref = await run_in_threadpool(
             self.functions.ensure_for_call, project.id, request.name, function_definition(request)
         )
@@ -223,16 +225,17 @@ class CallService:
         durable: bool,
         delivery: DeliveryOptions,
         binding: KeyBinding | None,
-    ) -> JobRecord | None:
+    ) -> tuple[JobRecord | None, tuple[str | None, str] | None]:
         """The usual call (a known function's current definition) resolved from the process's catalog
-        copy, on the event loop, its job written only if that copy is current. None: resolve it the
-        long way (a new function or revision, or a catalog that keeps changing under us)."""
+        copy, on the event loop, its job written only if that copy is current; and its (parent span,
+        trace), if chosen. No job: resolve it the long way (a new function or revision, or a catalog
+        that keeps changing under us), in the same trace."""
         definition = function_definition(request).to_json()
         trace: tuple[str | None, str] | None = None
         for _ in range(2):
             snapshot = await self.catalog_cache.snapshot(project.id, request.name)
             if snapshot is None:
-                return None
+                return None, trace
             try:
                 task = build_task(
                     request,
@@ -241,12 +244,12 @@ class CallService:
                     expand=self.catalog.snapshot_expander(project.id, snapshot),
                 )
             except BadRequest:
-                return None  # it may be the copy that is stale (a model added since): the long way decides
+                return None, trace  # it may be the copy that is stale (a model added since): the long way decides
             current = snapshot.functions.get(request.name)
             if current is None or not matches_revision(current.definition, current.digest, definition):
                 # The long way records the new function or revision, which moves the catalog on.
                 self.catalog_cache.invalidate(project.id)
-                return None
+                return None, trace
             trace = trace or await self._trace_for(project, request)
             job = await self._record(
                 project,
@@ -260,9 +263,9 @@ class CallService:
                 binding=binding,
             )
             if job is not None:
-                return job
+                return job, trace
             self.catalog_cache.invalidate(project.id)  # changed meanwhile: once more from a fresh copy
-        return None
+        return None, trace
 
     async def submit_function_call(
         self,

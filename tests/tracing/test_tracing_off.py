@@ -8,6 +8,7 @@ metrics when the SDK is installed; neither sends anything without a configured p
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,12 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from sqlalchemy import select
 
 from app.config import Settings
 from app.embedded import free_port, wait_for_port
 from app.store import keys
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository
+from app.store.tables import Job
 from tests.stack import ROOT, drop_pg_schema, new_pg_schema, new_redis_url
 from tests.tracing.receiver import OtlpHttpReceiver
 
@@ -40,9 +43,9 @@ TRACING_MODULES = (
 )
 
 
-def run_processes(tmp_path: Path, fake_url: str, extra_env: dict[str, str]) -> dict[str, set[str]]:
+def run_processes(tmp_path: Path, fake_url: str, extra_env: dict[str, str]) -> tuple[dict[str, set[str]], str | None]:
     """Start the API and a worker as `conveyor api` / `conveyor worker` processes, make one call, stop
-    them; the modules each had loaded."""
+    them; the modules each had loaded, and the trace context stored with the call's job."""
     schema, database_url = new_pg_schema()
     port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -80,6 +83,8 @@ def run_processes(tmp_path: Path, fake_url: str, extra_env: dict[str, str]) -> d
         headers = {"Authorization": f"Bearer {key}", "traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"}
         response = httpx.post(f"http://127.0.0.1:{port}/v2/call", json=body, headers=headers, timeout=30)
         assert response.status_code == 200, response.text
+        with db.transaction() as session:
+            stored = session.scalars(select(Job.trace_context)).one()
     finally:
         for process in processes.values():
             process.send_signal(signal.SIGINT)  # uvicorn re-raises a SIGTERM, skipping atexit
@@ -87,24 +92,26 @@ def run_processes(tmp_path: Path, fake_url: str, extra_env: dict[str, str]) -> d
             process.wait(timeout=30)
         db.dispose()
         drop_pg_schema(schema)
-    return {role: set((tmp_path / role).read_text().split()) for role in processes}
+    return {role: set((tmp_path / role).read_text().split()) for role in processes}, stored
 
 
 def test_with_no_endpoint_nothing_of_tracing_is_loaded(tmp_path, fake_provider) -> None:
-    loaded = run_processes(tmp_path, fake_provider.url, {"OTEL_SERVICE_NAME": "not-an-endpoint"})
+    loaded, stored = run_processes(tmp_path, fake_provider.url, {"OTEL_SERVICE_NAME": "not-an-endpoint"})
     for role, modules in loaded.items():
         assert "app.cli" in modules, role  # the file is the process's own
         assert not modules & set(TRACING_MODULES), role
+    assert stored is None  # nor is a trace context kept with the job
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_with_an_endpoint_the_same_check_finds_them(tmp_path, fake_provider, protocol) -> None:
     with OtlpHttpReceiver() as receiver:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": protocol}
-        loaded = run_processes(tmp_path, fake_provider.url, env)
+        loaded, stored = run_processes(tmp_path, fake_provider.url, env)
     exporter = "grpc" if protocol == "grpc" else "http"
     for role, modules in loaded.items():
         assert "opentelemetry.sdk.trace" in modules, role
         assert f"opentelemetry.exporter.otlp.proto.{exporter}.trace_exporter" in modules, role
     assert "app.observability.api_spans" in loaded["api"]
     assert "app.observability.genai" in loaded["worker"]
+    assert json.loads(stored)["traceparent"].startswith(f"00-{'ab' * 16}-")  # the caller's trace, kept with the job
