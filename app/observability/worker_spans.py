@@ -4,8 +4,8 @@ provider's batch API, and, under them, the GenAI spans of its model attempts and
 A job's span starts when the job is claimed, with the time its message arrived as its start: only the
 job's row says which trace the job belongs to. Its parent is the trace context the API request that
 submitted the job stored with it (`jobs.trace_context`), so every run of the job (the first, one
-deferred for rate-limit room, a broker redelivery, a re-send by the sweep after its worker died) is a
-child of that request's span, whatever its message carried. A message whose job is not claimable (a
+deferred for rate-limit room, one put back on the queue, a re-send by the sweep after its worker
+died) is a child of that request's span, whatever its message carried. A message whose job is not claimable (a
 duplicate, or a job already finished) makes no span. A job stored without a context (its API did not
 trace) is a root in its own Conveyor trace.
 
