@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from app.engine.task import ModelSpec, TaskSpec, task_to_dict
 from app.queue import INTERACTIVE_QUEUE, RUN_JOB, task_message
 from app.store.projects import ProjectRepository
-from app.store.tables import Job, JobStatus
+from app.store.tables import Job, JobStatus, new_ids
 from bench.harness import ROOT, checkout, print_table, rss_kib, start_bench_stack
 
 DIRECT_SCRIPT = """
@@ -79,19 +79,21 @@ def submit_jobs(stack, n: int, model: str) -> list[str]:
     """Write the rows in one transaction, then enqueue them in one pipeline, with the message the API
     sends (app/queue.py): jobs arrive faster than they finish, so the figure is the worker's."""
     project = ProjectRepository(stack.db).ensure_project("bench-inflight")
+    ids = new_ids(n)
+    # Core, naming only the columns every revision's schema has: a `--baseline` stack runs an older
+    # revision's migrations, and the ORM would write the columns added since.
     rows = [
-        Job(
-            project_id=project.id,
-            task=task_to_dict(TaskSpec(name="inflight", input=f"q{i}", models=(ModelSpec(model),))),
-            trace_id=f"t{i}",
-            status=JobStatus.queued,
-        )
-        for i in range(n)
+        {
+            "id": job_id,
+            "project_id": project.id,
+            "task": task_to_dict(TaskSpec(name="inflight", input=f"q{i}", models=(ModelSpec(model),))),
+            "trace_id": f"t{i}",
+            "status": JobStatus.queued,
+        }
+        for i, job_id in enumerate(ids)
     ]
-    with stack.db.transaction() as session:
-        session.add_all(rows)
-        session.flush()
-        ids = [row.id for row in rows]
+    with stack.db.connection() as connection:
+        connection.execute(insert(Job.__table__), rows)
     client = redis.Redis.from_url(stack.settings.redis_url)
     pipe = client.pipeline(transaction=False)
     for job_id in ids:

@@ -40,6 +40,8 @@ def ensure_litellm() -> Path:
     command = LITELLM_VENV / "bin" / "litellm"
     if not command.exists():
         print(f"installing {LITELLM_REQUIREMENT} into {LITELLM_VENV} (benchmark only, once)", flush=True)
+        if LITELLM_VENV.is_symlink() and not LITELLM_VENV.exists():
+            LITELLM_VENV.unlink()  # a link to a virtualenv that is gone (a checkout moved to a new machine)
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
         pip = [str(LITELLM_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, LITELLM_REQUIREMENT], check=True)
