@@ -107,6 +107,9 @@ def test_with_no_endpoint_nothing_of_tracing_is_loaded(tmp_path, fake_provider) 
 def test_with_an_endpoint_the_same_check_finds_them(tmp_path, fake_provider, protocol) -> None:
     with OtlpHttpReceiver() as receiver:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": protocol}
+        # The receiver speaks HTTP only: a gRPC export to it fails, and would retry until the default
+        # 10 s export timeout at each process's exit. What is checked here is what was loaded.
+        env["OTEL_EXPORTER_OTLP_TIMEOUT"] = "1"
         loaded, stored = run_processes(tmp_path, fake_provider.url, env)
     exporter = "grpc" if protocol == "grpc" else "http"
     for role, modules in loaded.items():
