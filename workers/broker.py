@@ -123,7 +123,7 @@ class BulkQoS(kombu_redis.QoS):
         if delivery_tag in self._unrecorded:
             if requeue:
                 with self.channel.conn_or_acquire() as client:
-                    self._put_back(self._delivered[delivery_tag], client, leftmost=True)
+                    self._put_back([self._delivered[delivery_tag]], client, leftmost=True)
             self._unrecorded.discard(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)
         else:
@@ -132,10 +132,10 @@ class BulkQoS(kombu_redis.QoS):
     def restore_unacked(self, client: Any = None) -> None:
         """At the channel's close: every held message back on its queue, from Redis's copy or from memory."""
         with self.channel.conn_or_acquire(client) as client:
-            for tag, message in list(self._delivered.items()):
-                if tag in self._unrecorded:
-                    self._put_back(message, client)
-                else:
+            held = list(self._delivered.items())
+            self._put_back([message for tag, message in held if tag in self._unrecorded], client)
+            for tag, _ in held:
+                if tag not in self._unrecorded:
                     self.restore_by_tag(tag, client=client)
         self._delivered.clear()
         self._unrecorded.clear()
@@ -154,10 +154,14 @@ class BulkQoS(kombu_redis.QoS):
                 extra={"error": repr(exc)},
             )
 
-    def _put_back(self, message: Any, client: Any, *, leftmost: bool = False) -> None:
-        info = message.delivery_info
+    def _put_back(self, messages: list[Any], client: Any, *, leftmost: bool = False) -> None:
+        """Held messages back on their queues, in one round trip (a warm shutdown may hold thousands)."""
+        if not messages:
+            return
         pipe = client.pipeline()
-        self.channel._do_restore_message(message._raw, info["exchange"], info["routing_key"], pipe, leftmost)  # noqa: SLF001
+        for message in messages:
+            info = message.delivery_info
+            self.channel._do_restore_message(message._raw, info["exchange"], info["routing_key"], pipe, leftmost)  # noqa: SLF001
         pipe.execute()
 
 
