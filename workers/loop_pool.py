@@ -17,13 +17,13 @@ recovered through its lease as before, and the extra message meets a lease or a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-import threading
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -85,8 +85,8 @@ class LoopPool(BasePool):
         # Acknowledging is a blocking Redis round trip: kept off the loop, in order, on one thread.
         self._acks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-ack")
         self._accept = prepare_accept_content(self.app.conf.accept_content)
-        self._running: set[Future] = set()
-        self._lock = threading.Lock()
+        # The jobs' tasks, added and discarded on the loop's thread only.
+        self._running: set[asyncio.Task] = set()
 
     def on_apply(
         self,
@@ -96,7 +96,7 @@ class LoopPool(BasePool):
         callback: Callable[..., Any] | None = None,
         accept_callback: Callable[..., Any] | None = None,
         **_: Any,
-    ) -> ApplyResult:
+    ) -> ApplyResult | None:
         name, task_id, request, body, content_type, content_encoding = args
         coroutine_body = self.tasks.body(name)
         if coroutine_body is None:
@@ -106,17 +106,23 @@ class LoopPool(BasePool):
             accept_callback(os.getpid(), time.monotonic())
         # Inside the job's span (started once the job is claimed: its trace is the job's), when tracing is on.
         job = tracing.traced_job(name, request, tuple(task_args), coroutine_body(*task_args, **task_kwargs))
-        future = self.tasks.loop.submit(job)
-        with self._lock:
-            self._running.add(future)
-        future.add_done_callback(partial(self._ended, callback, time.monotonic(), name, task_id))
-        return ApplyResult(future)
+        ended = partial(self._ended, callback, time.monotonic(), name, task_id)
+        # Started on the loop as a task, with no concurrent Future to wait on from here: nothing on this
+        # thread waits for a job, and a Future (with its Condition and lock) was a kilobyte per job in flight.
+        # Celery takes None for "no result handle" (the thread pool's handle only serves `get`).
+        self.tasks.loop.loop.call_soon_threadsafe(self._start, job, ended)
+        return None
+
+    def _start(self, job: Coroutine[Any, Any, Any], ended: Callable[[asyncio.Task], None]) -> None:
+        """On the loop: the job's task, tracked until it ends."""
+        task = self.tasks.loop.loop.create_task(job)
+        self._running.add(task)
+        task.add_done_callback(ended)
 
     def _ended(
-        self, callback: Callable[..., Any] | None, started: float, name: str, task_id: str, future: Future
+        self, callback: Callable[..., Any] | None, started: float, name: str, task_id: str, future: asyncio.Task
     ) -> None:
-        with self._lock:
-            self._running.discard(future)
+        self._running.discard(future)
         if future.cancelled():
             return  # the loop was stopped under it: unacknowledged, the message goes back to the queue
         error = future.exception()
@@ -146,9 +152,7 @@ class LoopPool(BasePool):
 
     def on_stop(self) -> None:
         """Warm shutdown: let running tasks end and be acknowledged, as the thread pool does."""
-        with self._lock:
-            running = list(self._running)
-        wait(running)
+        self.tasks.loop.run(self._all_ended())
         self._threads.shutdown(wait=True, cancel_futures=True)
         self._acks.shutdown(wait=True)
         super().on_stop()
@@ -159,8 +163,12 @@ class LoopPool(BasePool):
         self._acks.shutdown(wait=False, cancel_futures=True)
         super().on_terminate()
 
+    async def _all_ended(self) -> None:
+        """On the loop: until every job's task has ended, those started while waiting included."""
+        while self._running:
+            await asyncio.wait(set(self._running))
+
     def _get_info(self) -> dict[str, Any]:
         info = super()._get_info()
-        with self._lock:
-            info.update({"max-concurrency": self.limit, "on-loop": len(self._running)})
+        info.update({"max-concurrency": self.limit, "on-loop": len(self._running)})  # len is atomic
         return info
