@@ -23,21 +23,49 @@ from workers.event_loop import EventLoopThread
 log = logging.getLogger("conveyor.worker")
 
 
+class LeaseLost(Exception):
+    """Another worker now owns the job; this one must not write anything."""
+
+
+class JobCancelled(Exception):
+    """The API cancelled the job (and recorded it); this worker must not write anything."""
+
+
 class Watch:
+    """One running job's stop signal: the API's cancellation (here), a lost lease or a lease run out in a
+    database outage (workers/lease_keeper.py). Stopping cancels the task running the job's engine call;
+    `stopped_by` says why, for that task to raise in place of its CancelledError."""
+
     def __init__(self) -> None:
-        self.cancelled = False
+        self.stopped_by: BaseException | None = None
         self._task: asyncio.Future | None = None
 
-    def attach(self, task: asyncio.Future) -> None:
-        """The job's engine task: cancelled now if the cancellation came first, or when it comes."""
-        self._task = task
-        if self.cancelled:
-            task.cancel()
+    @property
+    def cancelled(self) -> bool:
+        return isinstance(self.stopped_by, JobCancelled)
 
-    def cancel(self) -> None:
-        self.cancelled = True
+    @contextlib.contextmanager
+    def stopping(self, task: asyncio.Future) -> Iterator[None]:
+        """While inside, a stop cancels `task` (at once if the stop came first)."""
+        self._task = task
+        try:
+            if self.stopped_by is not None:
+                task.cancel()
+            yield
+        finally:
+            self._task = None
+
+    def stop(self, reason: BaseException) -> None:
+        """The first reason wins (a job cancelled and then found without its lease was cancelled), and
+        its task is cancelled once: it has one CancelledError to turn into that reason."""
+        if self.stopped_by is not None:
+            return
+        self.stopped_by = reason
         if self._task is not None:
             self._task.cancel()
+
+    def cancel(self) -> None:
+        self.stop(JobCancelled())
 
 
 class CancelWatcher:

@@ -1,17 +1,17 @@
-"""What running a job's engine call can come to: a result, a failure to record, a deferral, or one of the
-two ways the worker must write nothing (its lease went to another worker, or the job was cancelled)."""
+"""What running a job's engine call can come to: a result, a failure to record, or a deferral. The two
+ways the worker must write nothing (its lease went to another worker, or the job was cancelled) are
+the exceptions of workers/cancellation.py, raised by workers/runner.py."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from app.engine.results import AttemptRecord, CallResult
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
-from workers.cancellation import Watch
 
 log = logging.getLogger("conveyor.worker")
 
@@ -29,28 +29,18 @@ class Deferred:
     retry_after: float
 
 
-class LeaseLost(Exception):
-    """Another worker now owns the job; this one must not write anything."""
-
-
-class JobCancelled(Exception):
-    """The API cancelled the job (and recorded it); this worker must not write anything."""
-
-
 def failure(error_type: str, message: str) -> JobFailure:
     return JobFailure({"type": error_type, "message": message, "detail": message, "status_code": 500}, ())
 
 
-def outcome_of(job_id: str, call: asyncio.Future, watch: Watch) -> CallResult | JobFailure | Deferred:
-    """The finished engine call's outcome; raises LeaseLost or JobCancelled when it was cancelled."""
+async def outcome_of(job_id: str, call: Awaitable[CallResult]) -> CallResult | JobFailure | Deferred:
+    """The engine call's outcome. A cancellation is not an outcome: it goes up (workers/runner.py)."""
     try:
-        return call.result()
+        return await call
     except TaskFailed as exc:
         return JobFailure(error_body(exc), exc.records)
     except RateLimitWaitExceeded as exc:  # raised before any provider request: nothing spent
         return Deferred(exc.retry_after)
-    except asyncio.CancelledError:
-        raise (JobCancelled() if watch.cancelled else LeaseLost()) from None
     except ConveyorError as exc:
         return JobFailure(error_body(exc), ())
     except Exception as exc:  # a bug: keep the job honest and the worker alive

@@ -1,10 +1,11 @@
 """Runs one job as a coroutine on the worker's loop: claim, execute while renewing the lease, finish once.
 
-The job waits for its engine call in slices of a third of the lease, renewing the lease between
-slices; the database writes run on the runtime's few blocking threads, so a job in flight costs a
-coroutine, not a thread. A worker that dies stops renewing, and the periodic duties (workers/periodic.py)
-hand the job to another worker; a worker that finds its lease gone, or its job cancelled, abandons its
-work instead of writing.
+The job's lease is renewed, with every other lease the process holds, by its lease keeper
+(workers/lease_keeper.py) while the engine call runs; the database writes run on the runtime's few
+blocking threads, so a job in flight costs a coroutine, not a thread. A worker that dies stops
+renewing, and the periodic duties (workers/periodic.py) hand the job to another worker; a worker
+that finds its lease gone, or its job cancelled, abandons its work instead of writing: the job's
+`Watch` cancels the engine call and says why.
 
 The final state, the spans and the webhook delivery are written in one transaction, only by the
 holder of the current lease: however often a job is redelivered, it has one result, is billed once,
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -33,17 +33,17 @@ from app.services.call_spans import spans_for_failure, spans_for_success
 from app.services.fewshot import EmptyDatasetMemo
 from app.services.webhook_delivery import DISPATCH_GRACE
 from app.services.webhooks import new_delivery
-from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import Claim, Finish
 from app.store.tables import JobStatus, utcnow
 from workers.batch_support import BatchSupport, with_template
-from workers.cancellation import Watch
+from workers.cancellation import JobCancelled, LeaseLost, Watch
 from workers.claims import ClaimBatcher
 from workers.deferral import defer
 from workers.endings import Ending, EndingWriter
 from workers.engine_call import engine_call
 from workers.grouped import Grouped
-from workers.job_outcomes import Deferred, JobCancelled, JobFailure, LeaseLost, failure, outcome_of
+from workers.job_outcomes import Deferred, JobFailure, failure, outcome_of
+from workers.lease_keeper import LeaseKeeper
 from workers.outage import LeaseClock, while_leased
 from workers.runtime import WorkerRuntime
 
@@ -66,6 +66,7 @@ class JobRunner:
         self.batches = batches
         self.empty_datasets = EmptyDatasetMemo()  # touched only on the runtime's event loop
         self.claims = ClaimBatcher(self._claim_many, self._claim_one, self._blocking)
+        self.leases = LeaseKeeper(runtime.jobs.renew_many, self._blocking, runtime.settings.job_lease_seconds)
         self.ending_writer = EndingWriter(runtime, self._blocking)
         self.endings: Grouped[Ending, bool] = Grouped(self.ending_writer.write)
 
@@ -114,37 +115,24 @@ class JobRunner:
         return with_template(claim, self.batches) if claim is not None else None
 
     async def _execute(self, claim: Claim, watch: Watch, lease: LeaseClock) -> CallResult | JobFailure | Deferred:
-        """The engine call, renewing the lease every third of it and bounded by the hard time limit; a
-        renewal the database could not take is let pass while the lease lasts (workers/outage.py)."""
-        call = asyncio.ensure_future(engine_call(self.runtime, claim, self.empty_datasets))
-        watch.attach(call)
-        deadline = time.monotonic() + self.settings.job_hard_time_limit
-        slice_seconds = max(self.settings.job_lease_seconds / 3, 0.2)
-        while True:
-            remaining = deadline - time.monotonic()
-            done, _ = await asyncio.wait((call,), timeout=max(min(slice_seconds, remaining), 0.01))
-            if done:
-                return outcome_of(claim.job.id, call, watch)
-            if time.monotonic() >= deadline:
-                call.cancel()
-                return failure(
-                    "JobTimeout", f"the job exceeded its hard time limit of {self.settings.job_hard_time_limit} s"
-                )
-            asked_at = time.monotonic()
-            try:
-                renewed = await self._blocking(
-                    self.runtime.jobs.renew, claim.job.id, claim.token, self.settings.job_lease_seconds
-                )
-            except DATABASE_UNAVAILABLE:
-                if lease.remaining() > 0:
-                    log.warning("database unreachable; the lease was not renewed", extra={"job_id": claim.job.id})
-                    continue
-                call.cancel()
+        """The engine call, run in this task under the hard time limit while the lease keeper renews its
+        lease; stopped through `watch` (cancelled, lease lost, lease run out in a database outage), it
+        raises why. No second task and no waiter per job: a job in flight is one task."""
+        task = asyncio.current_task()
+        assert task is not None
+        limit = self.settings.job_hard_time_limit
+        try:
+            with self.leases.hold(claim.job.id, claim.token, lease, watch), watch.stopping(task):
+                async with asyncio.timeout(limit) as deadline:
+                    return await outcome_of(claim.job.id, engine_call(self.runtime, claim, self.empty_datasets))
+        except TimeoutError:
+            if not deadline.expired():
                 raise
-            if not renewed:
-                call.cancel()
-                raise LeaseLost()
-            lease.renewed(asked_at, self.settings.job_lease_seconds)
+            return failure("JobTimeout", f"the job exceeded its hard time limit of {limit} s")
+        except asyncio.CancelledError:
+            if watch.stopped_by is None or task.uncancel() > 0:
+                raise  # the worker is stopping
+            raise watch.stopped_by from None
 
     async def _finish(
         self, claim: Claim, outcome: CallResult | JobFailure, started: datetime, lease: LeaseClock

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, cast, delete, exists, func, insert, select, update
+from sqlalchemy import JSON, bindparam, cast, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.store import batch_counters
@@ -104,6 +104,17 @@ _CLAIM_EXPIRED = (
 )
 _TOUCH = update(_jobs).where(_THIS_JOB).values(delivery_attempts=_jobs.c.delivery_attempts)
 _RENEW = update(_jobs).where(*_LEASE_HELD).values(lease_expires_at=bindparam("p_expires"))
+# Every lease a worker holds, in one statement: (id, token) pairs, each renewed only where it still holds.
+_RENEW_MANY = (
+    update(_jobs)
+    .where(
+        tuple_(_jobs.c.id, _jobs.c.lease_token).in_(bindparam("p_held", expanding=True)),
+        _jobs.c.status == JobStatus.running,
+    )
+    .values(lease_expires_at=bindparam("p_expires"))
+    .returning(_jobs.c.id, _jobs.c.lease_token)
+)
+RENEW_CHUNK = 1000  # pairs per statement: a worker with 5,000 calls in flight renews in five
 _END_VALUES = {
     "status": bindparam("p_status"),
     "result": bindparam("p_result", type_=_JSON_OR_NULL),
@@ -203,6 +214,17 @@ class JobRepository:
         params = {"p_id": job_id, "p_token": token, "p_expires": utcnow() + timedelta(seconds=lease_seconds)}
         with self.db.relaxed_connection() as connection:
             return bool(connection.execute(_RENEW, params).rowcount)
+
+    def renew_many(self, held: Sequence[tuple[str, str]], lease_seconds: int) -> set[tuple[str, str]]:
+        """Extend several held leases, (job id, token) each; the pairs renewed. A pair left out has lost
+        its lease (taken over, cancelled or ended): stop working on that job."""
+        expires = utcnow() + timedelta(seconds=lease_seconds)
+        renewed: set[tuple[str, str]] = set()
+        with self.db.relaxed_connection() as connection:
+            for start in range(0, len(held), RENEW_CHUNK):
+                params = {"p_held": list(held[start : start + RENEW_CHUNK]), "p_expires": expires}
+                renewed.update((row.id, row.lease_token) for row in connection.execute(_RENEW_MANY, params))
+        return renewed
 
     def finish(
         self,

@@ -144,3 +144,22 @@ def test_batch_items_are_not_resent_as_interactive_jobs(db):
     with db.transaction() as session:
         session.get(Job, job_id).batch_id = "some-batch"
     assert JobRecovery(db).resend_stranded(queued_before=utcnow() + timedelta(seconds=1)) == []
+
+
+def test_renewing_many_extends_only_the_leases_still_held(db, monkeypatch):
+    jobs, held = new_job(db)
+    _, taken_over = new_job(db)
+    _, finished = new_job(db)
+    claims = {job_id: jobs.claim(job_id, lease_seconds=5) for job_id in (held, taken_over, finished)}
+    assert jobs.finish(finished, claims[finished].token, JobStatus.succeeded, result={"ok": 1})
+    monkeypatch.setattr("app.store.jobs.RENEW_CHUNK", 2)  # several statements for one call
+    # `taken_over` is asked for with a token that is not its holder's: another worker holds it now.
+    pairs = [(held, claims[held].token), (taken_over, "another-token"), (finished, claims[finished].token)]
+    renewed = jobs.renew_many(pairs, lease_seconds=600)
+    assert renewed == {(held, claims[held].token)}
+    with db.transaction() as session:
+        expiry = {job_id: session.get(Job, job_id).lease_expires_at for job_id in (held, taken_over, finished)}
+    assert expiry[held].replace(tzinfo=None) > utcnow().replace(tzinfo=None) + timedelta(seconds=500)
+    assert expiry[taken_over].replace(tzinfo=None) < utcnow().replace(tzinfo=None) + timedelta(seconds=10)  # untouched
+    assert expiry[finished] is None and jobs.get(finished).status is JobStatus.succeeded
+    assert jobs.renew_many([], lease_seconds=600) == set()
