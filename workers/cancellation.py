@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 
 import redis.asyncio as aioredis
 
@@ -31,29 +30,46 @@ class JobCancelled(Exception):
     """The API cancelled the job (and recorded it); this worker must not write anything."""
 
 
+class HardTimeLimit(Exception):
+    """The job ran past CONVEYOR_JOB_HARD_TIME_LIMIT: it fails with JobTimeout."""
+
+
 class Watch:
     """One running job's stop signal: the API's cancellation (here), a lost lease or a lease run out in a
-    database outage (workers/lease_keeper.py). Stopping cancels the task running the job's engine call;
-    `stopped_by` says why, for that task to raise in place of its CancelledError."""
+    database outage (workers/lease_keeper.py), the hard time limit (workers/runner.py). Stopping cancels
+    the task running the job's engine call; `stopped_by` says why, for that task to raise in place of its
+    CancelledError. As a context manager it is registered under its job id while inside (a class, not a
+    generator: one object per job)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("stopped_by", "_task", "_registry", "_job_id")
+
+    def __init__(self, registry: dict[str, Watch] | None = None, job_id: str = "") -> None:
         self.stopped_by: BaseException | None = None
         self._task: asyncio.Future | None = None
+        self._registry = registry
+        self._job_id = job_id
+
+    def __enter__(self) -> Watch:
+        if self._registry is not None:
+            self._registry[self._job_id] = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._registry is not None and self._registry.get(self._job_id) is self:
+            del self._registry[self._job_id]
 
     @property
     def cancelled(self) -> bool:
         return isinstance(self.stopped_by, JobCancelled)
 
-    @contextlib.contextmanager
-    def stopping(self, task: asyncio.Future) -> Iterator[None]:
-        """While inside, a stop cancels `task` (at once if the stop came first)."""
+    def attach(self, task: asyncio.Future) -> None:
+        """Until `detach`, a stop cancels `task` (at once if the stop came first)."""
         self._task = task
-        try:
-            if self.stopped_by is not None:
-                task.cancel()
-            yield
-        finally:
-            self._task = None
+        if self.stopped_by is not None:
+            task.cancel()
+
+    def detach(self) -> None:
+        self._task = None
 
     def stop(self, reason: BaseException) -> None:
         """The first reason wins (a job cancelled and then found without its lease was cancelled), and
@@ -87,16 +103,9 @@ class CancelWatcher:
         """Jobs this process is running now (each is watched from before its claim to its end)."""
         return len(self._watches)
 
-    @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[Watch]:
-        """While inside, a cancellation of `job_id` sets `Watch.cancelled` and cancels its task."""
-        watch = Watch()
-        self._watches[job_id] = watch
-        try:
-            yield watch
-        finally:
-            if self._watches.get(job_id) is watch:
-                del self._watches[job_id]
+    def watch(self, job_id: str) -> Watch:
+        """Use with `with`: while inside, a cancellation of `job_id` stops the watch."""
+        return Watch(self._watches, job_id)
 
     def _cancel(self, job_id: str) -> None:
         watch = self._watches.get(job_id)

@@ -13,10 +13,9 @@ LeaseLost. When the database cannot be reached, each job keeps its call going wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.store.db import DATABASE_UNAVAILABLE
@@ -29,14 +28,14 @@ log = logging.getLogger("conveyor.worker")
 RenewMany = Callable[[Sequence[tuple[str, str]], int], set[tuple[str, str]]]  # blocking: the pairs renewed
 
 
-@dataclass
+@dataclass(slots=True)
 class HeldLease:
     clock: LeaseClock
     watch: Watch
 
 
 class LeaseKeeper:
-    """Loop-only: `hold` is entered on the worker's event loop, which the renewing task runs on."""
+    """Loop-only: `keep` is called on the worker's event loop, which the renewing task runs on."""
 
     def __init__(self, renew_many: RenewMany, run_blocking: RunBlocking, lease_seconds: int) -> None:
         self.renew_many = renew_many
@@ -47,17 +46,16 @@ class LeaseKeeper:
         # Armed while leases are held: a timer, not a sleeping task, so an idle worker has nothing pending.
         self._next: asyncio.TimerHandle | None = None
 
-    @contextlib.contextmanager
-    def hold(self, job_id: str, token: str, clock: LeaseClock, watch: Watch) -> Iterator[None]:
-        """While inside, the lease (`job_id`, `token`) is renewed; `watch` is stopped if it is lost."""
+    def keep(self, job_id: str, token: str, clock: LeaseClock, watch: Watch) -> tuple[str, str]:
+        """Renew the lease (`job_id`, `token`) until `release`; `watch` is stopped if it is lost."""
         key = (job_id, token)
         self._held[key] = HeldLease(clock, watch)
         if self._next is None:
             self._next = asyncio.get_running_loop().call_later(self.every, self._tick)
-        try:
-            yield
-        finally:
-            self._held.pop(key, None)
+        return key
+
+    def release(self, key: tuple[str, str]) -> None:
+        self._held.pop(key, None)
 
     @property
     def held(self) -> int:
@@ -65,7 +63,7 @@ class LeaseKeeper:
 
     def _tick(self) -> None:
         if not self._held:
-            self._next = None  # armed again by the next `hold`
+            self._next = None  # armed again by the next `keep`
             return
         asyncio.get_running_loop().create_task(self._renew_then_rearm())
 

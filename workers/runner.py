@@ -36,7 +36,7 @@ from app.services.webhooks import new_delivery
 from app.store.job_records import Claim, Finish
 from app.store.tables import JobStatus, utcnow
 from workers.batch_support import BatchSupport, with_template
-from workers.cancellation import JobCancelled, LeaseLost, Watch
+from workers.cancellation import HardTimeLimit, JobCancelled, LeaseLost, Watch
 from workers.claims import ClaimBatcher
 from workers.deferral import defer
 from workers.endings import Ending, EndingWriter
@@ -115,24 +115,28 @@ class JobRunner:
         return with_template(claim, self.batches) if claim is not None else None
 
     async def _execute(self, claim: Claim, watch: Watch, lease: LeaseClock) -> CallResult | JobFailure | Deferred:
-        """The engine call, run in this task under the hard time limit while the lease keeper renews its
-        lease; stopped through `watch` (cancelled, lease lost, lease run out in a database outage), it
-        raises why. No second task and no waiter per job: a job in flight is one task."""
+        """The engine call, run in this task while the lease keeper renews its lease. Stopped through
+        `watch` (cancelled, lease lost, lease run out in a database outage, hard time limit), it raises
+        why, or fails the job at the limit. No second task and no waiter per job: a job in flight is one
+        task, one timer and its entry in the keeper."""
         task = asyncio.current_task()
         assert task is not None
         limit = self.settings.job_hard_time_limit
+        held = self.leases.keep(claim.job.id, claim.token, lease, watch)
+        watch.attach(task)
+        deadline = asyncio.get_running_loop().call_later(limit, watch.stop, HardTimeLimit())
         try:
-            with self.leases.hold(claim.job.id, claim.token, lease, watch), watch.stopping(task):
-                async with asyncio.timeout(limit) as deadline:
-                    return await outcome_of(claim.job.id, engine_call(self.runtime, claim, self.empty_datasets))
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            return failure("JobTimeout", f"the job exceeded its hard time limit of {limit} s")
+            return await outcome_of(claim.job.id, engine_call(self.runtime, claim, self.empty_datasets))
         except asyncio.CancelledError:
             if watch.stopped_by is None or task.uncancel() > 0:
                 raise  # the worker is stopping
+            if isinstance(watch.stopped_by, HardTimeLimit):
+                return failure("JobTimeout", f"the job exceeded its hard time limit of {limit} s")
             raise watch.stopped_by from None
+        finally:
+            deadline.cancel()
+            watch.detach()
+            self.leases.release(held)
 
     async def _finish(
         self, claim: Claim, outcome: CallResult | JobFailure, started: datetime, lease: LeaseClock
