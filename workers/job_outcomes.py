@@ -5,11 +5,10 @@ the exceptions of workers/cancellation.py, raised by workers/runner.py."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.results import AttemptRecord, CallResult
+from app.engine.results import AttemptRecord
 from app.errors import ConveyorError, TaskFailed
 from app.ratelimit import RateLimitWaitExceeded
 
@@ -33,19 +32,18 @@ def failure(error_type: str, message: str) -> JobFailure:
     return JobFailure({"type": error_type, "message": message, "detail": message, "status_code": 500}, ())
 
 
-async def outcome_of(job_id: str, call: Awaitable[CallResult]) -> CallResult | JobFailure | Deferred:
-    """The engine call's outcome. A cancellation is not an outcome: it goes up (workers/runner.py)."""
-    try:
-        return await call
-    except TaskFailed as exc:
+def outcome_of_error(job_id: str, exc: Exception) -> JobFailure | Deferred:
+    """What the engine call's error comes to. (A cancellation is not an outcome: workers/runner.py
+    raises why the job was stopped.)"""
+    if isinstance(exc, TaskFailed):
         return JobFailure(error_body(exc), exc.records)
-    except RateLimitWaitExceeded as exc:  # raised before any provider request: nothing spent
+    if isinstance(exc, RateLimitWaitExceeded):  # raised before any provider request: nothing spent
         return Deferred(exc.retry_after)
-    except ConveyorError as exc:
+    if isinstance(exc, ConveyorError):
         return JobFailure(error_body(exc), ())
-    except Exception as exc:  # a bug: keep the job honest and the worker alive
-        log.exception("job crashed", extra={"job_id": job_id})
-        return failure("InternalServerError", f"internal error: {type(exc).__name__}")
+    # A bug: keep the job honest and the worker alive.
+    log.error("job crashed", exc_info=exc, extra={"job_id": job_id})
+    return failure("InternalServerError", f"internal error: {type(exc).__name__}")
 
 
 def error_body(exc: ConveyorError) -> dict[str, Any]:

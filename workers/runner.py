@@ -42,7 +42,7 @@ from workers.deferral import defer
 from workers.endings import Ending, EndingWriter
 from workers.engine_call import engine_call
 from workers.grouped import Grouped
-from workers.job_outcomes import Deferred, JobFailure, failure, outcome_of
+from workers.job_outcomes import Deferred, JobFailure, failure, outcome_of_error
 from workers.lease_keeper import LeaseKeeper
 from workers.outage import LeaseClock, while_leased
 from workers.runtime import WorkerRuntime
@@ -126,13 +126,15 @@ class JobRunner:
         watch.attach(task)
         deadline = asyncio.get_running_loop().call_later(limit, watch.stop, HardTimeLimit())
         try:
-            return await outcome_of(claim.job.id, engine_call(self.runtime, claim, self.empty_datasets))
+            return await engine_call(self.runtime, claim, self.empty_datasets)
         except asyncio.CancelledError:
             if watch.stopped_by is None or task.uncancel() > 0:
                 raise  # the worker is stopping
             if isinstance(watch.stopped_by, HardTimeLimit):
                 return failure("JobTimeout", f"the job exceeded its hard time limit of {limit} s")
             raise watch.stopped_by from None
+        except Exception as exc:
+            return outcome_of_error(claim.job.id, exc)
         finally:
             deadline.cancel()
             watch.detach()
