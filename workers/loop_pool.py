@@ -33,7 +33,6 @@ from celery import Celery
 from celery.concurrency.base import BasePool, apply_target
 from celery.concurrency.thread import ApplyResult
 from celery.exceptions import Reject
-from kombu.serialization import loads, prepare_accept_content
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.observability import tracing
@@ -84,7 +83,6 @@ class LoopPool(BasePool):
         self._threads = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix="conveyor-task")
         # Acknowledging is a blocking Redis round trip: kept off the loop, in order, on one thread.
         self._acks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-ack")
-        self._accept = prepare_accept_content(self.app.conf.accept_content)
         # The jobs' tasks, added and discarded on the loop's thread only.
         self._running: set[asyncio.Task] = set()
 
@@ -101,7 +99,8 @@ class LoopPool(BasePool):
         coroutine_body = self.tasks.body(name)
         if coroutine_body is None:
             return ApplyResult(self._threads.submit(apply_target, target, args, kwargs, callback, accept_callback))
-        task_args, task_kwargs, _embed = loads(body, content_type, content_encoding, accept=self._accept)
+        # Celery's request already holds the decoded arguments: no second decoding of the body.
+        task_args, task_kwargs = request["args"], request["kwargs"]
         if accept_callback is not None:
             accept_callback(os.getpid(), time.monotonic())
         # Inside the job's span (started once the job is claimed: its trace is the job's), when tracing is on.

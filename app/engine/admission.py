@@ -63,10 +63,17 @@ class CallAdmission:
         self.sent = True
         return permit.keep_alive()  # renews its concurrency slot, if any, while a long generation runs
 
-    async def send(self, permit: Permit | None, request: Awaitable[Completion]) -> Completion:
+    def send(self, permit: Permit | None, request: Awaitable[Completion]) -> Awaitable[Completion]:
         """Await the provider request admitted with `permit`, then give the permit back with the tokens
         the request used (its usage; 0 when refused outright; the estimate when not known).
-        The release is shielded: a cancelled call still frees its concurrency slot at once."""
+        The release is shielded: a cancelled call still frees its concurrency slot at once. With no
+        permit to give back (no limiter, or a model without limits) the request is the awaitable itself:
+        no frame of ours per call in flight."""
+        if permit is None or permit.limits is None:
+            return request
+        return self._send(permit, request)
+
+    async def _send(self, permit: Permit, request: Awaitable[Completion]) -> Completion:
         used: int | None = None
         try:
             completion = await request
@@ -76,8 +83,7 @@ class CallAdmission:
             used = 0
             raise
         finally:
-            if permit is not None:
-                await asyncio.shield(permit.release(used))
+            await asyncio.shield(permit.release(used))
 
     async def rate_limited(self, model: str, resolved: ResolvedModel, pause: float) -> bool:
         """A provider 429: pause the model for every process and slow it down. True when the limiter

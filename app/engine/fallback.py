@@ -112,7 +112,9 @@ class StructuredAttemptLoop:
             permit = await self.plan.admission.admit(self.spec.name, self.resolved, request)
             started = self.deps.clock()
             try:
-                completion = await self.plan.admission.send(permit, self._generate(request))
+                # A plain completion is awaited as is: no frame of `_generate` per call in flight.
+                generation = self._generate(request) if self.plan.listener else self.resolved.provider.complete(request)
+                completion = await self.plan.admission.send(permit, generation)
             except ProviderRateLimited as err:
                 records.append(self._failure(len(records) + 1, started, err))
                 self._observe(request, records[-1])
@@ -149,10 +151,9 @@ class StructuredAttemptLoop:
         return ModelRun(tuple(records), None)
 
     async def _generate(self, request: CompletionRequest) -> Completion:
-        """One request: a plain completion, or with a listener a stream whose deltas it forwards."""
+        """One request streamed, its deltas forwarded to the plan's listener."""
         listener = self.plan.listener
-        if listener is None:
-            return await self.resolved.provider.complete(request)
+        assert listener is not None
         self._partial = []
         completion: Completion | None = None
         async with aclosing(self.resolved.provider.stream(request)) as events:

@@ -33,7 +33,7 @@ class NewJob:
     trace_context: str | None = None  # the submitting request's, when the API exports traces (app/observability/)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a worker holds one per call in flight
 class JobRecord:
     id: str
     project_id: str
@@ -105,7 +105,7 @@ class JobFilters:
     include_batch_items: bool = False  # else (and without batch_id) interactive jobs only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A worker's right to run a job until `expires_at`, proven by `token`."""
 
