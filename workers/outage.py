@@ -30,7 +30,7 @@ FIRST_PAUSE = 0.1  # seconds before the first retry; doubled each time up to MAX
 MAX_PAUSE = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class LeaseClock:
     """When the lease this worker last renewed expires, on the monotonic clock."""
 

@@ -49,6 +49,7 @@ from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
+HARD_TIME_LIMIT = HardTimeLimit()  # a stop reason only, never raised: one for every job
 
 
 class JobRunner:
@@ -124,7 +125,7 @@ class JobRunner:
         limit = self.settings.job_hard_time_limit
         held = self.leases.keep(claim.job.id, claim.token, lease, watch)
         watch.attach(task)
-        deadline = asyncio.get_running_loop().call_later(limit, watch.stop, HardTimeLimit())
+        deadline = asyncio.get_running_loop().call_later(limit, watch.stop, HARD_TIME_LIMIT)
         try:
             return await engine_call(self.runtime, claim, self.empty_datasets)
         except asyncio.CancelledError:
