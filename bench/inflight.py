@@ -125,15 +125,22 @@ def main() -> None:
     parser.add_argument("--latency-ms", default="2000,10000", help="comma-separated provider latencies")
     parser.add_argument("--slots", type=int, default=1100, help="worker job slots (--concurrency)")
     parser.add_argument("--baseline", help="also measure this git revision's worker (a worktree of it)")
+    parser.add_argument(
+        "--lease-seconds", type=int, default=60, help="CONVEYOR_JOB_LEASE_SECONDS: leases are renewed every third of it"
+    )
     args = parser.parse_args()
     contenders = [(f"conveyor {args.baseline}", checkout(args.baseline))] if args.baseline else []
     contenders.append(("conveyor worker", ROOT))
     for latency_ms in (int(x) for x in args.latency_ms.split(",")):
-        measured = [measure_worker(label, root, args.jobs, latency_ms, args.slots) for label, root in contenders]
+        measured = [
+            measure_worker(label, root, args.jobs, latency_ms, args.slots, args.lease_seconds)
+            for label, root in contenders
+        ]
         direct_row, floor_row = measure_direct(args.jobs, latency_ms)
         print_table(
             f"{args.jobs} calls at {latency_ms} ms provider latency: one worker process "
-            f"({args.slots} job slots) vs. one asyncio process calling the provider directly",
+            f"({args.slots} job slots, {args.lease_seconds} s leases) vs. one asyncio process calling the provider "
+            "directly",
             HEADERS,
             [*(row for row, _ in measured), direct_row, floor_row],
         )
@@ -149,6 +156,7 @@ HEADERS = [
     "s to peak",
     "start CPU ms/call",
     "CPU ms/call",
+    "Postgres CPU ms/call",
     "RSS idle MiB",
     "RSS peak MiB",
     "KiB per in-flight call",
@@ -159,11 +167,13 @@ def per_call_kib(peak: int, idle: int, n: int) -> str:
     return f"{(peak - idle) / max(n, 1):.0f}"
 
 
-def measure_worker(label: str, root: Path, jobs: int, latency_ms: int, slots: int) -> tuple[list[object], float]:
+def measure_worker(
+    label: str, root: Path, jobs: int, latency_ms: int, slots: int, lease_seconds: int = 60
+) -> tuple[list[object], float]:
     """One worker process of the code at `root` on a stack of its own: its row of the table, and the
     seconds that writing and enqueueing the jobs took of its wall time."""
     model = f"fake/inflight?latency_ms={latency_ms}"
-    stack = start_bench_stack(root=root)
+    stack = start_bench_stack(root=root, CONVEYOR_JOB_LEASE_SECONDS=str(lease_seconds))
     try:
         worker = stack.start_worker(concurrency=slots)
         time.sleep(1.0)
@@ -183,6 +193,8 @@ def measure_worker(label: str, root: Path, jobs: int, latency_ms: int, slots: in
                 time.sleep(0.05)
 
         cpu_before = cpu_seconds(worker.pid)
+        postgres = stack.cpu_meter()  # the worker's database backends (claims, renewals, endings)
+        postgres.start()
         submitted_at = time.perf_counter()
         threading.Thread(target=sample, daemon=True).start()
         ids = submit_jobs(stack, jobs, model)
@@ -191,6 +203,7 @@ def measure_worker(label: str, root: Path, jobs: int, latency_ms: int, slots: in
             time.sleep(0.1)
         elapsed = time.perf_counter() - submitted_at
         worker_cpu_ms = (cpu_seconds(worker.pid) - cpu_before) / jobs * 1000
+        postgres_cpu_ms = postgres.stop().get("postgres", 0.0) / jobs * 1000
         stop.set()
         conveyor_peak = stack.fake_stats()["peak_in_flight"]
         row: list[object] = [
@@ -201,6 +214,7 @@ def measure_worker(label: str, root: Path, jobs: int, latency_ms: int, slots: in
             f"{started['at'] - submitted_at:.2f}",
             f"{(started['cpu'] - cpu_before) / max(started['in_flight'], 1) * 1000:.2f}",
             f"{worker_cpu_ms:.1f}",
+            f"{postgres_cpu_ms:.2f}",
             f"{idle_kib / 1024:.0f}",
             f"{peak_kib[0] / 1024:.0f}",
             per_call_kib(peak_kib[0], idle_kib, conveyor_peak),
@@ -229,11 +243,12 @@ def measure_direct(jobs: int, latency_ms: int) -> tuple[list[object], list[objec
         "",
         "",
         f"{direct['cpu_s'] / jobs * 1000:.1f}",
+        "",
         f"{direct['idle_kib'] / 1024:.0f}",
         f"{direct['peak_kib'] / 1024:.0f}",
         per_call_kib(direct["peak_kib"], direct["idle_kib"], direct_peak),
     ]
-    return direct_row, ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", "", "", "", ""]
+    return direct_row, ["floor", jobs, f"{floor_s:.2f}", f"{jobs / floor_s:.0f}", "", "", "", "", "", "", ""]
 
 
 if __name__ == "__main__":

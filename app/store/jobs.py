@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, cast, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import JSON, bindparam, cast, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.store import batch_counters
@@ -104,11 +104,16 @@ _CLAIM_EXPIRED = (
 )
 _TOUCH = update(_jobs).where(_THIS_JOB).values(delivery_attempts=_jobs.c.delivery_attempts)
 _RENEW = update(_jobs).where(*_LEASE_HELD).values(lease_expires_at=bindparam("p_expires"))
-# Every lease a worker holds, in one statement: (id, token) pairs, each renewed only where it still holds.
+# Every lease a worker holds, in one statement. The pairs are matched as two IN lists, by id (the primary
+# key) and by token (few: a claim statement takes a whole group under one), and paired up from what it
+# returns. A row IN list of (id, token) pairs is planned as an OR of pairs: in bench.inflight (5,000
+# calls of 30 s, 15 s leases) Postgres spent 0.86 ms per call with it, 0.36 with these two lists and
+# 0.34 with one UPDATE per job. A job held by another worker has a token not in the list: untouched.
 _RENEW_MANY = (
     update(_jobs)
     .where(
-        tuple_(_jobs.c.id, _jobs.c.lease_token).in_(bindparam("p_held", expanding=True)),
+        _jobs.c.id.in_(bindparam("p_ids", expanding=True)),
+        _jobs.c.lease_token.in_(bindparam("p_tokens", expanding=True)),
         _jobs.c.status == JobStatus.running,
     )
     .values(lease_expires_at=bindparam("p_expires"))
@@ -222,9 +227,11 @@ class JobRepository:
         renewed: set[tuple[str, str]] = set()
         with self.db.relaxed_connection() as connection:
             for start in range(0, len(held), RENEW_CHUNK):
-                params = {"p_held": list(held[start : start + RENEW_CHUNK]), "p_expires": expires}
+                chunk = held[start : start + RENEW_CHUNK]
+                ids, tokens = sorted({job_id for job_id, _ in chunk}), sorted({token for _, token in chunk})
+                params = {"p_ids": ids, "p_tokens": tokens, "p_expires": expires}
                 renewed.update((row.id, row.lease_token) for row in connection.execute(_RENEW_MANY, params))
-        return renewed
+        return renewed & set(held)
 
     def finish(
         self,
