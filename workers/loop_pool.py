@@ -36,6 +36,7 @@ from celery.exceptions import Reject
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.observability import tracing
+from workers import broker
 from workers.event_loop import EventLoopThread
 
 log = logging.getLogger("conveyor.worker")
@@ -136,8 +137,18 @@ class LoopPool(BasePool):
             return
         if error is not None:
             log.error("task raised", exc_info=error, extra={"task": name, "task_id": task_id})
-        if callback is not None:
-            self._acks.submit(callback, (0, None, time.monotonic() - started))
+        if callback is None:
+            return
+        outcome = (0, None, time.monotonic() - started)
+        if self._acked_in_memory(name):
+            callback(outcome)  # a few dictionary operations: no hop to the acking thread
+        else:
+            self._acks.submit(callback, outcome)
+
+    def _acked_in_memory(self, name: str) -> bool:
+        """A job's message on Conveyor's transport is acknowledged without a round trip to Redis
+        (workers/broker.py `BulkQoS`); any other ack may block, so it goes to the acking thread."""
+        return name in broker.UNRECORDED_TASKS and self.app.conf.broker_transport == broker.TRANSPORT
 
     def _requeue(self, callback: Callable[..., Any], started: float) -> None:
         """Celery's own path for a task that rejects its message with requeue (`Request.on_failure`)."""
