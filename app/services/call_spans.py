@@ -1,6 +1,7 @@
-"""A call's span rows, built from the engine's result: the call span and one child `generation` span per
-model attempt, each with its usage and cost. The store keeps rows and knows no engine results; this is
-where the two meet (the worker's ending and the provider-batch driver write these rows)."""
+"""A call's span rows (`NewRow`s of the spans table), built from the engine's result: the call span and
+one child `generation` span per model attempt, each with its usage and cost. The store keeps rows and
+knows no engine results; this is where the two meet (the worker's ending and the provider-batch
+driver write these rows)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from app.engine.results import AttemptRecord, CallResult, Cost
 from app.providers.base import Usage
 from app.store.jobs import JobRecord
+from app.store.rows import NewRow
 from app.store.tables import Span, utcnow
 
 
@@ -25,9 +27,10 @@ def _usage_columns(usage: Usage, cost: Cost) -> dict[str, Any]:
     }
 
 
-def attempt_spans(job: JobRecord, attempts: Sequence[AttemptRecord]) -> list[Span]:
+def attempt_spans(job: JobRecord, attempts: Sequence[AttemptRecord]) -> list[NewRow]:
     return [
-        Span(
+        NewRow(
+            Span,
             project_id=job.project_id,
             trace_id=job.trace_id,
             parent_id=job.span_id,
@@ -60,8 +63,9 @@ def call_span(
     cached: bool | None = None,
     error: str | None = None,
     attempts: int = 0,
-) -> Span:
-    return Span(
+) -> NewRow:
+    return NewRow(
+        Span,
         id=job.span_id,
         project_id=job.project_id,
         trace_id=job.trace_id,
@@ -84,7 +88,7 @@ def call_span(
     )
 
 
-def spans_for_success(job: JobRecord, result: CallResult) -> list[Span]:
+def spans_for_success(job: JobRecord, result: CallResult) -> list[NewRow]:
     output = result.json_payload if result.message is None else result.message
     root = call_span(
         job,
@@ -101,7 +105,7 @@ def spans_for_success(job: JobRecord, result: CallResult) -> list[Span]:
 
 def spans_for_failure(
     job: JobRecord, error: str, attempts: Sequence[AttemptRecord], started_at: datetime | None
-) -> list[Span]:
+) -> list[NewRow]:
     usage = sum((a.usage for a in attempts), Usage())
     cost = sum((a.cost for a in attempts), Cost())
     root = call_span(job, started_at=started_at, usage=usage, cost=cost, error=error, attempts=len(attempts))

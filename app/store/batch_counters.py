@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from app.store.rows import NewRow
 from app.store.tables import JobStatus, Span
 from app.store.tables_batches import COUNTER_STRIPES, BatchCounter
 
@@ -38,7 +39,7 @@ class CounterDelta:
     cost_platform: float = 0.0
 
     @classmethod
-    def ended(cls, prior: JobStatus, status: JobStatus, spans: Sequence[Span] = ()) -> CounterDelta:
+    def ended(cls, prior: JobStatus, status: JobStatus, spans: Sequence[Span | NewRow] = ()) -> CounterDelta:
         """An item moving from `prior` to the final `status`, billed what its call span records."""
         bill = next((s for s in spans if s.type == "call"), None)
         usage: dict[str, Any] = {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.store.rows import NewRow
 from app.store.tables import Base, JobStatus, Span
 
 
@@ -124,5 +125,5 @@ class Finish:
     status: JobStatus
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    spans: Sequence[Span] = ()
+    spans: Sequence[Span | NewRow] = ()
     extra_rows: Sequence[Base] = ()

@@ -24,7 +24,7 @@ from app.store.batch_counters import CounterDelta
 from app.store.db import Database
 from app.store.idempotency import bind_in
 from app.store.job_records import Claim, Finish, JobFilters, JobRecord, NewJob
-from app.store.rows import insert_objects
+from app.store.rows import NewRow, insert_objects
 from app.store.tables import Base, Function, Job, JobStatus, Project, Span, new_id, utcnow
 
 # The state machine's statements, built once. A job's transitions are its worker's hot path: built per
@@ -241,7 +241,7 @@ class JobRepository:
         *,
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
-        spans: Sequence[Span] = (),
+        spans: Sequence[Span | NewRow] = (),
         extra_rows: Sequence[Base] = (),
     ) -> bool:
         """Write the one final state, its spans and `extra_rows` (its webhook delivery) atomically;
@@ -263,7 +263,7 @@ class JobRepository:
         job_id: str,
         *,
         error: dict[str, Any],
-        spans: Sequence[Span] = (),
+        spans: Sequence[Span | NewRow] = (),
         extra_rows: Sequence[Base] = (),
     ) -> bool:
         """Move a queued or running job to `cancelled` with its rows; False if it had already ended.
@@ -286,7 +286,7 @@ class JobRepository:
         each brings (one INSERT per table for all) and its batch stripe's move only where it applied."""
         now = utcnow()
         written: list[bool] = []
-        rows: list[Base] = []
+        rows: list[Base | NewRow] = []
         moves: dict[tuple[str, int], CounterDelta] = {}
         with self.db.connection() as connection:
             for ending in endings:
