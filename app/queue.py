@@ -139,10 +139,21 @@ class TaskQueue:
             self.celery.send_task(RUN_JOB, args=[job_id], queue=INTERACTIVE_QUEUE)
 
     def enqueue_batch_items(self, job_ids: Sequence[str], *, countdown: float | None = None) -> None:
-        """Batch item messages, on one pooled producer for the lot."""
+        """Batch item messages, on one pooled producer for the lot.
+
+        Without a countdown they are the messages `send_task` would write (`task_message`), pushed in
+        one pipeline: the dispatcher sends windows of up to hundreds of items, and `send_task` costs a
+        round trip and Celery's message building for each. A countdown needs Celery's ETA handling."""
         if not job_ids:
             return
         with self.celery.producer_or_acquire() as producer:
+            if countdown is None:
+                with producer.channel.conn_or_acquire() as client:
+                    pipe = client.pipeline(transaction=False)
+                    for job_id in job_ids:
+                        pipe.lpush(BATCH_QUEUE, task_message(RUN_BATCH_ITEM, [job_id], BATCH_QUEUE))
+                    pipe.execute()
+                return
             for job_id in job_ids:
                 self.celery.send_task(
                     RUN_BATCH_ITEM, args=[job_id], queue=BATCH_QUEUE, countdown=countdown, producer=producer

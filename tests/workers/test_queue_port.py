@@ -61,6 +61,21 @@ def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
     assert mine["headers"]["id"] == mine["headers"]["root_id"] == mine["properties"]["correlation_id"]
 
 
+def test_batch_items_are_pushed_as_the_messages_send_task_writes(redis_db_url):
+    url = redis_db_url
+    celery = make_celery(Settings(_env_file=None, redis_url=url))
+    celery.send_task(RUN_BATCH_ITEM, args=["item-1"], queue=BATCH_QUEUE)
+    client = redis.Redis.from_url(url)
+    theirs = json.loads(client.rpop(BATCH_QUEUE))
+    TaskQueue(broker_client(Settings(_env_file=None, redis_url=url))).enqueue_batch_items(["item-1"])
+    mine = json.loads(client.rpop(BATCH_QUEUE))
+    flat_theirs, flat_mine = flatten(theirs), flatten(mine)
+    assert set(flat_theirs) == set(flat_mine)
+    differing = {key for key in flat_theirs if flat_theirs[key] != flat_mine[key]}
+    assert differing <= PER_MESSAGE | {("body",)}, differing
+    assert json.loads(base64.b64decode(mine["body"])) == json.loads(base64.b64decode(theirs["body"]))
+
+
 def taken(client: redis.Redis, queue: str) -> list[tuple[str, list, bool]]:
     """Each message on `queue`, oldest first: its task, its arguments, whether it carries an ETA."""
     found = []
