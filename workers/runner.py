@@ -129,6 +129,11 @@ class JobRunner:
         try:
             return await engine_call(self.runtime, claim, self.empty_datasets)
         except asyncio.CancelledError:
+            if watch.stopped_by is None and not task.cancelling():
+                # Not this task's cancellation: something inside the call awaited a cancelled future.
+                # Write nothing, as for a lost lease: the lease sweep runs the job again.
+                log.error("the engine call was cancelled from within", extra={"job_id": claim.job.id})
+                raise LeaseLost() from None
             if watch.stopped_by is None or task.uncancel() > 0:
                 raise  # the worker is stopping
             if isinstance(watch.stopped_by, HardTimeLimit):

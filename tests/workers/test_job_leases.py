@@ -139,3 +139,17 @@ def test_in_a_database_outage_a_call_runs_on_while_its_lease_lasts_then_stops_wi
     # Refused about every third of a lease; the call was stopped only once the lease had run out.
     assert len(refusals) >= 3 and engine.cancelled == ["t"]
     assert runtime.jobs.get(job_id).status is JobStatus.running  # for the sweep to hand on
+
+
+def test_a_cancellation_from_inside_the_call_abandons_the_job_without_stopping_the_worker(worker, monkeypatch):
+    runtime, runner, _ = worker
+
+    async def cancelled_inside(task, deps, **kwargs):  # noqa: ANN001, ANN003 - complete_task's signature
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future  # a library awaiting something that was cancelled under it
+
+    monkeypatch.setattr(engine_call_module, "complete_task", cancelled_inside)
+    (job_id,) = new_jobs(runtime, 1)
+    assert run_all(runtime, runner, [job_id]) == [None]  # ended (its message is acked), nothing written
+    assert runtime.jobs.get(job_id).status is JobStatus.running  # the lease sweep runs it again
