@@ -9,13 +9,14 @@ machine, so pacing at 25/s is clearly visible, and the unpaced control reliably 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 import uuid
 
 import httpx
 import jsonschema
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.store.tables import Span
 from tests.fakeprovider import FakeProviderServer
@@ -26,13 +27,19 @@ ITEMS = 250
 PROVIDER_RATE = 30  # requests/s the fake provider accepts (a burst of 30, then 30/s)
 RATE = 25  # requests/s the limit allows: below the provider's
 LIMITS = json.dumps({"fake/paced-*": {"rpm": RATE * 60}})
-# The limiter's GCRA admits a request `burst_seconds` (0.05 s, RateLimiter's default) before its turn,
-# so N requests span at least (N - 1) / RATE - 0.05 s from first to last, give or take the event loop's
-# lateness in stamping the first request (a few ms measured).
-BURST_SECONDS = 0.05
-LATENESS_SECONDS = 0.3
-# An interactive call on a model without a limit, during a batch, answers within this (0.07-0.4 s measured).
+# The rate the requests were admitted at: a least-squares line through their start times in order. The
+# bound is the one the first-to-last spread had ((ITEMS - 1) requests in at least (ITEMS - 1) / RATE
+# - 0.05 s burst - 0.3 s lateness: 25.9/s), but a start stamped late by a busy event loop moves one point
+# of the line, not its whole span: a stall of 0.35 s at the batch's start would fail the spread, while the
+# line's rate moves from 25 to 25.7/s for a stall of a whole second (measured here: 24.8 to 25.0/s).
+MAX_PACED_RATE = RATE * 1.04
+# An interactive call on a model without a limit, during a batch, answers within this (0.07-0.5 s measured,
+# the slower under load)...
 INTERACTIVE_SECONDS = 1.0
+# ...or within this many times the slower of two such calls on the idle stack just before, when other
+# processes' load makes the machine slower than that (the suite runs in two); never past half the wait in
+# line behind the batch, which is what the test tells apart.
+SLOWDOWN = 5
 OUT_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 
 
@@ -65,16 +72,19 @@ def submit(client: httpx.Client, model_name: str, count: int = ITEMS) -> str:
     return submit_batch(client, {"name": "paced", "model": model_name, "output_schema": OUT_SCHEMA}, count)["id"]
 
 
-def generation_span_starts(stack: Stack, job_ids: list[str]) -> tuple[int, float]:
-    """How many generation spans the jobs have, and the seconds from the first one's start to the last
-    one's (an attempt's span starts right after the limiter admitted its request)."""
+def generation_span_starts(stack: Stack, job_ids: list[str]) -> list[float]:
+    """The jobs' generation spans' start times in order, in seconds from the first (an attempt's span
+    starts right after the limiter admitted its request)."""
     with stack.db.transaction() as session:
-        count, first, last = session.execute(
-            select(func.count(), func.min(Span.start_time), func.max(Span.start_time)).where(
-                Span.job_id.in_(job_ids), Span.type == "generation"
-            )
-        ).one()
-    return count, (last - first).total_seconds()
+        starts = sorted(
+            session.scalars(select(Span.start_time).where(Span.job_id.in_(job_ids), Span.type == "generation"))
+        )
+    return [(start - starts[0]).total_seconds() for start in starts]
+
+
+def admission_rate(starts: list[float]) -> float:
+    """Requests per second: the slope of the requests' order against their start times (least squares)."""
+    return statistics.linear_regression(starts, range(len(starts))).slope
 
 
 def call(client: httpx.Client, model_name: str) -> tuple[httpx.Response, float]:
@@ -110,15 +120,17 @@ def test_a_paced_batch_on_two_workers_completes_without_a_429(stack, client, lim
         assert line["status"] == "succeeded" and line["error"] is None, line
         jsonschema.validate(line["result"]["json_payload"], OUT_SCHEMA)
 
-    spans, spread = generation_span_starts(stack, [line["job_id"] for line in lines])
-    assert spans == ITEMS  # one provider request per item: no retries hidden behind the results
-    # Paced: unpaced, this batch's requests span about 3 s here.
-    assert spread >= (ITEMS - 1) / RATE - BURST_SECONDS - LATENESS_SECONDS, spread
+    starts = generation_span_starts(stack, [line["job_id"] for line in lines])
+    assert len(starts) == ITEMS  # one provider request per item: no retries hidden behind the results
+    # Paced: unpaced, this batch's requests go out at about 80/s here.
+    assert admission_rate(starts) <= MAX_PACED_RATE, (admission_rate(starts), starts[-1])
 
 
 def test_interactive_calls_are_not_held_up_behind_a_paced_batch(client, limited_fake):
     """Interactive calls have a queue of their own (`conveyor.interactive`), and at the limiter they go
     before the batch items waiting in the same process (priority 1 against 0)."""
+    idle = max(call(client, model("free"))[1] for _ in range(2))
+    allowance = max(INTERACTIVE_SECONDS, SLOWDOWN * idle)
     quiet(limited_fake)
     paced = model("paced")
     batch_id = submit(client, paced)
@@ -135,10 +147,10 @@ def test_interactive_calls_are_not_held_up_behind_a_paced_batch(client, limited_
         # line behind them, the call would wait about running / RATE seconds (1 s per RATE items).
         behind = before["running"] / RATE
         assert behind > 2.5, before
-        assert other_seconds < INTERACTIVE_SECONDS, other_seconds
+        assert other_seconds < min(allowance, behind / 2), (other_seconds, idle, before)
         # The rate limit allows it a slot within a few intervals (one process's line cannot reorder the
         # other's head): the same allowance as above, plus ten intervals, and well short of `behind`.
-        assert same_seconds < min(INTERACTIVE_SECONDS + 10 / RATE, behind / 2), (same_seconds, before)
+        assert same_seconds < min(allowance + 10 / RATE, behind / 2), (same_seconds, idle, before)
 
     batch = wait_for_batch(client, batch_id)
     assert batch["counts"]["succeeded"] == ITEMS, batch
