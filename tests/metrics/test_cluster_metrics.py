@@ -53,10 +53,20 @@ def client(stack):
         yield http
 
 
+def settled(now: Scrape) -> bool:
+    """Every job submitted so far has its ending counted, and none is running: what earlier tests' jobs
+    counted has reached Redis (a worker counts an ending's attempts, tokens, cost and waits with it)."""
+    submitted = sum(now.value(SUBMITTED, queue=queue) for queue in (INTERACTIVE, BATCH))
+    finished = sum(now.value(FINISHED, status=status) for status in ("succeeded", "failed", "cancelled"))
+    return submitted == finished and now.value("conveyor_jobs_in_progress") == 0
+
+
 def quiet(url: str) -> Scrape:
-    """A scrape once what earlier tests' jobs counted has reached Redis: the baseline of a delta."""
-    time.sleep(SENT_WITHIN)
-    return scrape(url)
+    """The baseline of a delta: a scrape once earlier tests' counts have settled (at once when the test
+    before waited for its own; a worker sends its counts about once a second)."""
+    now = scrape_until(url, settled)
+    assert settled(now), "earlier tests' jobs never all counted as ended"
+    return now
 
 
 def ended(now: Scrape, before: Scrape) -> float:
