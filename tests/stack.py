@@ -21,7 +21,7 @@ from app.main import create_app
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository
 from tests.helpers import eventually
-from tests.launch import settings_for, spawn_conveyor, stack_env, stop_processes, wait_consuming
+from tests.launch import settings_for, spawn_conveyor, stack_env, wait_consuming
 from tests.redis_dbs import new_redis_url, release_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +104,13 @@ class Stack:
         process.wait(timeout=10)
 
     def stop(self) -> None:
-        stop_processes(self.workers, timeout=10)
+        """Tear the stack down. Its workers are SIGKILLed: nothing of theirs outlives the stack (its Redis
+        database is emptied before reuse, its schema dropped), and a warm shutdown costs a second each
+        (tests/workers/test_crash_recovery.py checks that one finishes its calls in flight)."""
+        for process in self.workers:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
         self.api.stop()
         self.db.dispose()
         drop_pg_schema(self.schema)

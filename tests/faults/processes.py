@@ -20,7 +20,7 @@ from app.config import Settings
 from app.embedded import free_port, wait_for_port
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository, generate_key
-from tests.launch import settings_for, spawn_conveyor, stack_env, stop_processes, wait_consuming
+from tests.launch import settings_for, spawn_conveyor, stack_env, wait_consuming
 
 LOGS = os.environ.get("CONVEYOR_TEST_WORKER_LOGS")
 
@@ -125,7 +125,11 @@ class ProcessStack:
         return project.id, key
 
     def stop(self) -> None:
-        stop_processes([*self.workers, *([self.api] if self.api else [])], timeout=20)
+        """SIGKILL, as tests/stack.py's stacks are stopped: what the processes leave is the test's own."""
+        for process in [*self.workers, *([self.api] if self.api else [])]:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
         self.db.dispose()
 
 
