@@ -130,6 +130,10 @@ def start_stack(fake_provider_url: str, *, workers: int = 1, **overrides: str) -
         "CONVEYOR_API_KEYS": "",
         "CONVEYOR_MAX_RETRY_AFTER": "2",
         "CONVEYOR_MAX_BODY_BYTES": "1000000",
+        # Each engine keeps up to this many Postgres connections (and as many again in overflow), in the
+        # API and in each worker; at the default 20, two pytest processes (make test runs two) with a
+        # stack or two each went past Postgres's default max_connections of 100.
+        "CONVEYOR_DB_POOL_SIZE": "5",
     }
     env = stack_env(database_url, new_redis_url(), fake_provider_url, **{**defaults, **overrides})
     settings = settings_for(env)

@@ -137,7 +137,7 @@ def start_process_stack(
     database_url: str, redis_url: str, fake_provider_url: str, *, workers: int = 1, **overrides: str
 ) -> ProcessStack:
     """Migrate the database, then start the API and `workers` workers side by side."""
-    defaults = {"OPENAI_API_KEY": "sk-test", "CONVEYOR_API_KEYS": ""}
+    defaults = {"OPENAI_API_KEY": "sk-test", "CONVEYOR_API_KEYS": "", "CONVEYOR_DB_POOL_SIZE": "5"}  # as tests/stack.py
     env = stack_env(database_url, redis_url, fake_provider_url, **{**defaults, **overrides})
     settings = settings_for(env)
     run_migrations(settings.database_url)
