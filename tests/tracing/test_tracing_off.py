@@ -27,6 +27,7 @@ from app.store import keys
 from app.store.db import Database, run_migrations
 from app.store.projects import ProjectRepository
 from app.store.tables import Job
+from tests.redis_dbs import release_redis_url
 from tests.stack import ROOT, drop_pg_schema, new_pg_schema, new_redis_url
 from tests.tracing.receiver import OtlpHttpReceiver
 
@@ -92,6 +93,7 @@ def run_processes(tmp_path: Path, fake_url: str, extra_env: dict[str, str]) -> t
             process.wait(timeout=30)
         db.dispose()
         drop_pg_schema(schema)
+        release_redis_url(settings.redis_url)  # this process holds a few of the 15 at most (tests/redis_dbs.py)
     return {role: set((tmp_path / role).read_text().split()) for role in processes}, stored
 
 
