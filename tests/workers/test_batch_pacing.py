@@ -33,13 +33,14 @@ LIMITS = json.dumps({"fake/paced-*": {"rpm": RATE * 60}})
 # of the line, not its whole span: a stall of 0.35 s at the batch's start would fail the spread, while the
 # line's rate moves from 25 to 25.7/s for a stall of a whole second (measured here: 24.8 to 25.0/s).
 MAX_PACED_RATE = RATE * 1.04
-# An interactive call on a model without a limit, during a batch, answers within this (0.07-0.5 s measured,
-# the slower under load)...
+# An interactive call on a model without a limit, during a batch, answers within this on a quiet machine
+# (0.07-0.4 s measured; such a call on the idle stack 0.08-0.14 s)...
 INTERACTIVE_SECONDS = 1.0
 # ...or within this many times the slower of two such calls on the idle stack just before, when other
-# processes' load makes the machine slower than that (the suite runs in two); never past half the wait in
-# line behind the batch, which is what the test tells apart.
-SLOWDOWN = 5
+# processes' load makes the machine slower than that (the suite runs in two processes; beside a fault test
+# an idle call took 0.23 s and one during the batch 1.25 s); never past half the wait in line behind the
+# batch, which is what the test tells apart.
+SLOWDOWN = 8
 OUT_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 
 
