@@ -9,6 +9,10 @@ SCHEMATHESIS_EXAMPLES ?= 10
 SCHEMATHESIS_SEED ?= 15
 export CONVEYOR_SCHEMATHESIS_EXAMPLES = $(SCHEMATHESIS_EXAMPLES)
 export CONVEYOR_SCHEMATHESIS_SEED = $(SCHEMATHESIS_SEED)
+# `make test` runs the suite in this many pytest processes (pytest-xdist), each module's tests in one
+# of them with its stack (--dist loadfile), the slowest modules first (tests/conftest.py); 2 for the
+# 2-core CI machine. TEST_PROCESSES=0: all in one process.
+TEST_PROCESSES ?= 2
 
 .PHONY: install run demo test test-fast test-api-fuzz lint bench bench-peers services browser screenshots worker api fake-provider clean
 
@@ -50,7 +54,7 @@ screenshots: install  ## the web console's screenshots in docs/console/ (needs `
 	$(BIN)/python -m tests.console.screenshots
 
 test: lint  ## lint, then the whole suite (needs Redis on 6379 and PostgreSQL on 5432: `make services`)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 test-api-fuzz: install  ## schemathesis only, deeper: make test-api-fuzz SCHEMATHESIS_EXAMPLES=500 SCHEMATHESIS_SEED=$$RANDOM
 	$(BIN)/pytest tests/api/test_schemathesis.py --timeout 1800

@@ -8,6 +8,28 @@ from tests.fakeprovider import FakeProviderServer
 from tests.redis_dbs import new_redis_url, release_redis_url
 from tests.stack import Stack, start_stack
 
+# Where the slowest modules are (real worker processes, stacks of their own, fault injection): they are
+# collected first. `make test` hands modules to its two processes in collection order (pytest-xdist's
+# --dist loadfile, --no-loadscope-reorder), so both end together on the many short modules instead of one
+# waiting out the other's last slow one; by default xdist hands out the modules with most tests first,
+# which put the single-test fault modules (15-20 s each) last.
+SLOW_FIRST = (
+    "tests/faults/",
+    "tests/workers/",
+    "tests/metrics/",
+    "tests/tracing/",
+    "tests/test_cli_batch.py",
+    "tests/test_embedded.py",
+    "tests/console/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix)), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: modules and tests keep their order within a rank
+
 
 @pytest.fixture(scope="session")
 def fake_provider():
