@@ -39,6 +39,15 @@ def flatten(message: dict) -> dict[tuple[str, ...], object]:
     return flat
 
 
+def assert_same_message(theirs: dict, mine: dict) -> None:
+    """The same fields, equal but for those that are per message, and the same decoded body."""
+    flat_theirs, flat_mine = flatten(theirs), flatten(mine)
+    assert set(flat_theirs) == set(flat_mine)
+    differing = {key for key in flat_theirs if flat_theirs[key] != flat_mine[key]}
+    assert differing <= PER_MESSAGE | {("body",)}, differing
+    assert json.loads(base64.b64decode(mine["body"])) == json.loads(base64.b64decode(theirs["body"]))
+
+
 def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
     url = redis_db_url
     celery = make_celery(Settings(_env_file=None, redis_url=url))
@@ -53,11 +62,7 @@ def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
     asyncio.run(ours())
     mine = json.loads(client.rpop(INTERACTIVE_QUEUE))
     assert client.llen(INTERACTIVE_QUEUE) == 0
-    flat_theirs, flat_mine = flatten(theirs), flatten(mine)
-    assert set(flat_theirs) == set(flat_mine)
-    differing = {key for key in flat_theirs if flat_theirs[key] != flat_mine[key]}
-    assert differing <= PER_MESSAGE | {("body",)}, differing
-    assert json.loads(base64.b64decode(mine["body"])) == json.loads(base64.b64decode(theirs["body"]))
+    assert_same_message(theirs, mine)
     assert mine["headers"]["id"] == mine["headers"]["root_id"] == mine["properties"]["correlation_id"]
 
 
@@ -69,11 +74,7 @@ def test_batch_items_are_pushed_as_the_messages_send_task_writes(redis_db_url):
     theirs = json.loads(client.rpop(BATCH_QUEUE))
     TaskQueue(broker_client(Settings(_env_file=None, redis_url=url))).enqueue_batch_items(["item-1"])
     mine = json.loads(client.rpop(BATCH_QUEUE))
-    flat_theirs, flat_mine = flatten(theirs), flatten(mine)
-    assert set(flat_theirs) == set(flat_mine)
-    differing = {key for key in flat_theirs if flat_theirs[key] != flat_mine[key]}
-    assert differing <= PER_MESSAGE | {("body",)}, differing
-    assert json.loads(base64.b64decode(mine["body"])) == json.loads(base64.b64decode(theirs["body"]))
+    assert_same_message(theirs, mine)
 
 
 def taken(client: redis.Redis, queue: str) -> list[tuple[str, list, bool]]:
