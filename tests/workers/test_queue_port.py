@@ -48,12 +48,16 @@ def assert_same_message(theirs: dict, mine: dict) -> None:
     assert json.loads(base64.b64decode(mine["body"])) == json.loads(base64.b64decode(theirs["body"]))
 
 
+def sent_by_celery(url: str, task: str, args: list, queue: str) -> tuple[redis.Redis, dict]:
+    """What Celery's own `send_task` puts on `queue`, taken off it, and a client of that Redis."""
+    make_celery(Settings(_env_file=None, redis_url=url)).send_task(task, args=args, queue=queue)
+    client = redis.Redis.from_url(url)
+    return client, json.loads(client.rpop(queue))
+
+
 def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
     url = redis_db_url
-    celery = make_celery(Settings(_env_file=None, redis_url=url))
-    celery.send_task(RUN_JOB, args=["job-1"], queue=INTERACTIVE_QUEUE)
-    client = redis.Redis.from_url(url)
-    theirs = json.loads(client.rpop(INTERACTIVE_QUEUE))
+    client, theirs = sent_by_celery(url, RUN_JOB, ["job-1"], INTERACTIVE_QUEUE)
 
     async def ours() -> None:
         async with aioredis.Redis.from_url(url) as connection:
@@ -68,10 +72,7 @@ def test_enqueue_job_writes_what_send_task_writes(redis_db_url):
 
 def test_batch_items_are_pushed_as_the_messages_send_task_writes(redis_db_url):
     url = redis_db_url
-    celery = make_celery(Settings(_env_file=None, redis_url=url))
-    celery.send_task(RUN_BATCH_ITEM, args=["item-1"], queue=BATCH_QUEUE)
-    client = redis.Redis.from_url(url)
-    theirs = json.loads(client.rpop(BATCH_QUEUE))
+    client, theirs = sent_by_celery(url, RUN_BATCH_ITEM, ["item-1"], BATCH_QUEUE)
     TaskQueue(broker_client(Settings(_env_file=None, redis_url=url))).enqueue_batch_items(["item-1"])
     mine = json.loads(client.rpop(BATCH_QUEUE))
     assert_same_message(theirs, mine)
