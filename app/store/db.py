@@ -6,14 +6,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from alembic import command
-from alembic.config import Config
 from psycopg_pool import PoolTimeout
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -132,6 +133,10 @@ class Database:
 
 
 def alembic_config(database_url: str) -> Config:
+    # Imported here: a process started with --no-migrate (API and workers beside a migrated database)
+    # never loads alembic, about 0.3 s of its start-up.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
@@ -143,6 +148,8 @@ def run_migrations(database_url: str, *, secret_key: str = "") -> None:
     (CONVEYOR_SECRET_KEY; else read from the environment) encrypts stored secrets (0011_secrets_at_rest).
 
     `heads`, not `head`: areas of the schema may be added as parallel branches off one base revision."""
+    from alembic import command
+
     config = alembic_config(database_url)
     config.attributes["secret_key"] = secret_key
     command.upgrade(config, "heads")
