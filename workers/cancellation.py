@@ -58,10 +58,6 @@ class Watch:
         if self._registry is not None and self._registry.get(self._job_id) is self:
             del self._registry[self._job_id]
 
-    @property
-    def cancelled(self) -> bool:
-        return isinstance(self.stopped_by, JobCancelled)
-
     def attach(self, task: asyncio.Future) -> None:
         """Until `detach`, a stop cancels `task` (at once if the stop came first)."""
         self._task = task

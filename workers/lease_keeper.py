@@ -57,10 +57,6 @@ class LeaseKeeper:
     def release(self, key: tuple[str, str]) -> None:
         self._held.pop(key, None)
 
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
     def _tick(self) -> None:
         if not self._held:
             self._next = None  # armed again by the next `keep`

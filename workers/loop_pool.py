@@ -86,6 +86,10 @@ class LoopPool(BasePool):
         self._acks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-ack")
         # The jobs' tasks, added and discarded on the loop's thread only.
         self._running: set[asyncio.Task] = set()
+        # Tasks whose messages are acknowledged in memory (workers/broker.py `BulkQoS`), on Conveyor's
+        # transport only: their ack needs no hop to the acking thread. Any other ack may block on Redis.
+        ours = self.app.conf.broker_transport == broker.TRANSPORT
+        self._acked_in_memory = broker.UNRECORDED_TASKS if ours else frozenset()
 
     def on_apply(
         self,
@@ -140,15 +144,10 @@ class LoopPool(BasePool):
         if callback is None:
             return
         outcome = (0, None, time.monotonic() - started)
-        if self._acked_in_memory(name):
+        if name in self._acked_in_memory:
             callback(outcome)  # a few dictionary operations: no hop to the acking thread
         else:
             self._acks.submit(callback, outcome)
-
-    def _acked_in_memory(self, name: str) -> bool:
-        """A job's message on Conveyor's transport is acknowledged without a round trip to Redis
-        (workers/broker.py `BulkQoS`); any other ack may block, so it goes to the acking thread."""
-        return name in broker.UNRECORDED_TASKS and self.app.conf.broker_transport == broker.TRANSPORT
 
     def _requeue(self, callback: Callable[..., Any], started: float) -> None:
         """Celery's own path for a task that rejects its message with requeue (`Request.on_failure`)."""

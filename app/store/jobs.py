@@ -103,7 +103,6 @@ _CLAIM_EXPIRED = (
     .returning(*_jobs.c)
 )
 _TOUCH = update(_jobs).where(_THIS_JOB).values(delivery_attempts=_jobs.c.delivery_attempts)
-_RENEW = update(_jobs).where(*_LEASE_HELD).values(lease_expires_at=bindparam("p_expires"))
 # Every lease a worker holds, in one statement. The pairs are matched as two IN lists, by id (the primary
 # key) and by token (few: a claim statement takes a whole group under one), and paired up from what it
 # returns. A row IN list of (id, token) pairs is planned as an OR of pairs: in bench.inflight (5,000
@@ -213,12 +212,6 @@ class JobRepository:
             moves = {stripe: CounterDelta(running=count) for stripe, count in started.items()}
             batch_counters.add_moves(connection, moves, now)
         return {row.id: Claim(JobRecord.of(row), token, expires) for row in rows}
-
-    def renew(self, job_id: str, token: str, lease_seconds: int) -> bool:
-        """Extend a held lease. False means the lease was lost: stop working on the job."""
-        params = {"p_id": job_id, "p_token": token, "p_expires": utcnow() + timedelta(seconds=lease_seconds)}
-        with self.db.relaxed_connection() as connection:
-            return bool(connection.execute(_RENEW, params).rowcount)
 
     def renew_many(self, held: Sequence[tuple[str, str]], lease_seconds: int) -> set[tuple[str, str]]:
         """Extend several held leases, (job id, token) each; the pairs renewed. A pair left out has lost

@@ -46,7 +46,7 @@ def test_expired_lease_is_swept_and_the_old_holder_cannot_write(db):
     assert JobRecovery(db).requeue_expired() == []
     fresh = jobs.claim(job_id, lease_seconds=60)
     assert fresh is not None and fresh.job.delivery_attempts == 2
-    assert not jobs.renew(job_id, stale.token, 60)
+    assert jobs.renew_many([(job_id, stale.token)], 60) == set()
     assert not jobs.finish(job_id, stale.token, JobStatus.succeeded, result={"from": "stale"})
     assert jobs.finish(job_id, fresh.token, JobStatus.succeeded, result={"from": "fresh"})
     assert jobs.get(job_id).result == {"from": "fresh"}
@@ -80,7 +80,7 @@ def test_claiming_many_takes_only_queued_jobs_once_each(db):
     assert all(c.job.status is JobStatus.running and c.job.delivery_attempts == 1 for c in claims.values())
     assert jobs.claim_queued([queued, other], lease_seconds=60) == {}  # live leases are not taken over
     # One statement, one token: each lease is still proven by its job id with the token.
-    assert jobs.renew(queued, claims[queued].token, 60)
+    assert jobs.renew_many([(queued, claims[queued].token)], 60) == {(queued, claims[queued].token)}
     assert jobs.finish(other, claims[other].token, JobStatus.succeeded, result={"ok": 1})
     assert jobs.get(queued).status is JobStatus.running and jobs.get(other).status is JobStatus.succeeded
     assert not jobs.finish(running, claims[queued].token, JobStatus.succeeded, result={"stolen": 1})
