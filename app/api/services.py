@@ -23,6 +23,7 @@ from app.services.model_catalog import ModelCatalog
 from app.services.observability import SpanService
 from app.services.stream_hub import StreamHub
 from app.services.streaming import StreamService
+from app.services.submission import CallSubmitter
 from app.services.traces import TraceService
 from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import WebhookDispatcher
@@ -46,6 +47,7 @@ from app.store.webhooks import WebhookDeliveryRepository
 @dataclass
 class ApiServices:
     calls: CallService
+    submitter: CallSubmitter  # every delivery mode's way to a queued job
     jobs: JobService
     streams: StreamService
     batches: BatchService
@@ -75,16 +77,18 @@ class ApiServices:
         stale = timedelta(seconds=settings.idempotency_reservation_seconds)
         guard = IdempotencyGuard(IdempotencyRepository(db), jobs, stale_after=stale)
         cache = CatalogCache(CatalogReader(db))
-        calls = CallService(settings, registry, functions, jobs, spans, redis, waiter, guard, catalog, cache, writer)
+        submitter = CallSubmitter(settings, registry, functions, jobs, spans, redis, catalog, cache, writer)
+        calls = CallService(settings, submitter, jobs, waiter, guard)
         deliveries = WebhookDeliveryRepository(db)
         dispatcher = WebhookDispatcher(deliveries, queue)
         batches = BatchRepository(db)
         metrics = MetricRepository(db)
         return cls(
             calls=calls,
+            submitter=submitter,
             jobs=JobService(
                 settings=settings,
-                calls=calls,
+                submitter=submitter,
                 jobs=jobs,
                 deliveries=deliveries,
                 dispatcher=dispatcher,
@@ -92,10 +96,10 @@ class ApiServices:
                 waiter=waiter,
                 redis=redis,
             ),
-            streams=StreamService(settings, calls, jobs, hub),
+            streams=StreamService(settings, submitter, jobs, hub),
             batches=BatchService(
                 settings=settings,
-                calls=calls,
+                submitter=submitter,
                 batches=batches,
                 jobs=jobs,
                 guard=guard,

@@ -58,8 +58,8 @@ class AppState:
 
     async def start(self) -> None:
         """Background listeners on Redis (job announcements, stream messages); the async job writer."""
-        if self.services.calls.job_writer is not None:
-            await self.services.calls.job_writer.open()
+        if self.services.submitter.job_writer is not None:
+            await self.services.submitter.job_writer.open()
         await self.waiter.start()
         await self.stream_hub.start()
 
@@ -68,6 +68,6 @@ class AppState:
         await self.waiter.stop()
         await self.redis.aclose()
         await self.registry.aclose()
-        if self.services.calls.job_writer is not None:
-            await self.services.calls.job_writer.close()
+        if self.services.submitter.job_writer is not None:
+            await self.services.submitter.job_writer.close()
         self.db.dispose()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.schemas.calls import CallResponse, ExampleIn, ModelInput
 from app.schemas.jobs import MAX_METADATA_BYTES, JobError, WebhookIn
-from app.store.batches import BatchRecord
+from app.store.batch_records import BatchRecord
 from app.store.tables import JobStatus
 from app.store.tables_batches import BatchStatus
 

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 from app.schemas.batches import BatchOut
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
-from app.store.batches import BatchRecord, BatchRepository
+from app.store.batch_records import BatchRecord
+from app.store.batches import BatchRepository
 from app.store.tables import new_id, utcnow
 from app.store.tables_batches import BatchStatus
 from app.store.tables_delivery import DeliveryStatus, WebhookDelivery

@@ -16,7 +16,8 @@ from typing import IO, Any
 from app.engine.structured import instance_validator, validate_instance
 from app.errors import BadRequest
 from app.json_values import UnstorableValue, loads
-from app.store.batches import BatchRepository, NewBatch, NewItem
+from app.store.batch_records import NewBatch, NewItem
+from app.store.batches import BatchRepository
 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_LISTED_INVALID = 100

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from app.store.batches import BatchRepository, BatchTemplate
+from app.store.batch_records import BatchTemplate
+from app.store.batches import BatchRepository
 
 BATCH_CANCELLED_ERROR = {
     "type": "BatchCancelled",

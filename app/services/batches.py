@@ -38,11 +38,12 @@ from app.services.batch_intake import BatchIntake, ItemChecker, jsonl_values, li
 from app.services.batch_items import BATCH_ABANDONED_ERROR, BATCH_CANCELLED_ERROR
 from app.services.batch_routing import choose_execution
 from app.services.batch_upload import UploadedBatch
-from app.services.calls import CallService, ResolvedTask
 from app.services.idempotency import IdempotencyGuard
+from app.services.submission import CallSubmitter, ResolvedTask
 from app.services.webhooks import check_webhook_url, parse_secrets, seal_secrets
 from app.store import keys
-from app.store.batches import BatchRecord, BatchRepository, NewBatch, NewItem
+from app.store.batch_records import BatchRecord, NewBatch, NewItem
+from app.store.batches import BatchRepository
 from app.store.idempotency import KeyBinding
 from app.store.jobs import JobRecord, JobRepository
 from app.store.projects import ProjectRef
@@ -93,7 +94,7 @@ def parse_spec(data: Any, where: str) -> BatchSpec:
 @dataclass
 class BatchService:
     settings: Settings
-    calls: CallService
+    submitter: CallSubmitter
     batches: BatchRepository
     jobs: JobRepository
     guard: IdempotencyGuard
@@ -157,7 +158,7 @@ class BatchService:
             # A batch's key is bound by the guard once its items are written (its anchor item names it).
             resolved = await self._resolve(project, spec)
             template = {k: v for k, v in task_to_dict(resolved.task).items() if k not in ("input", "tags")}
-            execution = choose_execution(spec.execution, spec.completion_window, resolved.task, self.calls.resolver)
+            execution = choose_execution(spec.execution, spec.completion_window, resolved.task, self.submitter.resolver)
             new = NewBatch(
                 project_id=project.id,
                 task_template=template,
@@ -201,12 +202,12 @@ class BatchService:
             raise BadRequest("give exactly one of function_id and function", field_name="function_id")
         if spec.function_id is not None:
             body = FunctionCallRequest(input=None)
-            return await self.calls.resolve_function_call(project, spec.function_id, spec.revision_id, body)
+            return await self.submitter.resolve_function_call(project, spec.function_id, spec.revision_id, body)
         if spec.revision_id is not None:
             raise BadRequest("is only meaningful with function_id", field_name="revision_id")
         request = CallRequest.model_validate(spec.function.model_dump(exclude_unset=True))
         try:
-            return await self.calls.resolve_call(project, request)
+            return await self.submitter.resolve_call(project, request)
         except BadRequest as exc:  # name the field where the caller wrote it
             field = f"function.{exc.field_name}" if exc.field_name else "function"
             raise BadRequest(exc.message, field_name=field) from None

@@ -1,6 +1,6 @@
 """Jobs as a delivery mode: submit and answer at once (202), poll or long-poll, list, cancel, webhooks.
 
-A job is submitted through CallService (app/services/calls.py), which owns the `/v2/call` flow."""
+A job is submitted through CallSubmitter (app/services/submission.py), as every call is."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from app.schemas.jobs import DEFINITION_FIELDS, JobRequest
 from app.schemas.paging import Page
 from app.secrets import secret_box
 from app.services.call_spans import call_span
-from app.services.calls import CallService, needs_enqueue
 from app.services.idempotency import IdempotencyGuard
 from app.services.stream_messages import StreamMessage
+from app.services.submission import CallSubmitter, needs_enqueue
 from app.services.waiter import JobWaiter
 from app.services.webhook_delivery import DISPATCH_GRACE, WebhookDispatcher
 from app.services.webhooks import check_webhook_url, new_delivery, parse_secrets, seal_secrets
@@ -73,7 +73,7 @@ def parse_job_filters(
 @dataclass
 class JobService:
     settings: Settings
-    calls: CallService
+    submitter: CallSubmitter
     jobs: JobRepository
     deliveries: WebhookDeliveryRepository
     dispatcher: WebhookDispatcher
@@ -95,18 +95,18 @@ class JobService:
                         "cannot be combined with function_id (the stored definition applies)", field_name=given[0]
                     )
                 body = request.function_call()
-                return await self.calls.submit_function_call(
+                return await self.submitter.submit_function_call(
                     project, request.function_id, request.revision_id, body, delivery=options, binding=binding
                 )
             elif request.revision_id is not None:
                 raise BadRequest("is only meaningful with function_id", field_name="revision_id")
             elif request.name is None:
                 raise BadRequest("is required unless function_id is given", field_name="name")
-            return await self.calls.submit(project, request.call_request(), delivery=options, binding=binding)
+            return await self.submitter.submit(project, request.call_request(), delivery=options, binding=binding)
 
         accepted = await self.guard.accept(project, idempotency_key, "POST /v2/jobs", request, create)
         if needs_enqueue(accepted):
-            await self.calls.enqueue(accepted.job)
+            await self.submitter.enqueue(accepted.job)
         if accepted.replayed:
             return SubmittedJob(accepted.job, replayed=True)
         return SubmittedJob(accepted.job, replayed=False, generated_secret=generated)

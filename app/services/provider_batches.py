@@ -41,7 +41,8 @@ from app.services.batch_completion import BatchCompletion
 from app.services.batch_items import TemplateCache
 from app.services.call_spans import spans_for_failure, spans_for_success
 from app.services.fewshot import EmptyDatasetMemo, select_examples
-from app.store.batches import BatchRepository, BatchTemplate
+from app.store.batch_records import BatchTemplate
+from app.store.batches import BatchRepository
 from app.store.db import Database
 from app.store.job_records import Finish, JobRecord
 from app.store.jobs import JobRepository

@@ -21,10 +21,10 @@ from app.engine.structured import resolve_local_ref
 from app.errors import ServiceUnavailable
 from app.schemas.calls import CallRequest
 from app.schemas.functions import FunctionCallRequest
-from app.services.calls import CallService
 from app.services.json_deltas import JsonDeltaParser
 from app.services.stream_hub import StreamHub
 from app.services.stream_messages import StreamMessage
+from app.services.submission import CallSubmitter
 from app.store.db import DATABASE_UNAVAILABLE
 from app.store.job_records import DeliveryOptions
 from app.store.jobs import JobRecord, JobRepository
@@ -109,19 +109,19 @@ def _unavailable_chunk(job: JobRecord) -> Chunk:
 @dataclass
 class StreamService:
     settings: Settings
-    calls: CallService
+    submitter: CallSubmitter
     jobs: JobRepository
     hub: StreamHub
 
     async def open_call(self, project: ProjectRef, request: CallRequest) -> AsyncIterator[str]:
         """Validate and start a streamed call (errors here are ordinary JSON errors); its SSE events."""
-        job = await self.calls.submit(project, request, delivery=STREAMED)
+        job = await self.submitter.submit(project, request, delivery=STREAMED)
         return await self._open(job, function=False)
 
     async def open_function_call(
         self, project: ProjectRef, function_id: str, revision_id: str | None, body: FunctionCallRequest
     ) -> AsyncIterator[str]:
-        job = await self.calls.submit_function_call(project, function_id, revision_id, body, delivery=STREAMED)
+        job = await self.submitter.submit_function_call(project, function_id, revision_id, body, delivery=STREAMED)
         return await self._open(job, function=True)
 
     async def _open(self, job: JobRecord, *, function: bool) -> AsyncIterator[str]:
@@ -135,7 +135,7 @@ class StreamService:
                 detail=f"stream subscription failed: {type(exc).__name__}",
             ) from exc
         try:
-            await self.calls.enqueue(job)
+            await self.submitter.enqueue(job)
         except BaseException:
             await subscription.__aexit__(None, None, None)
             raise

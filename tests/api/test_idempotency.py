@@ -107,9 +107,9 @@ def test_a_refused_request_does_not_use_up_its_key(client):
     assert fixed.status_code == 202 and "idempotent-replayed" not in fixed.headers
 
 
-def stack_call_service(stack):
-    """The call service of the stack's API (it runs in this process, see tests/stack.py)."""
-    return stack.api.server.config.app.state.conveyor.services.calls
+def stack_call_submitter(stack):
+    """The call submitter of the stack's API (it runs in this process, see tests/stack.py)."""
+    return stack.api.server.config.app.state.conveyor.services.submitter
 
 
 def test_a_replay_enqueues_a_job_its_first_request_never_enqueued(stack, client, fake_provider):
@@ -117,11 +117,11 @@ def test_a_replay_enqueues_a_job_its_first_request_never_enqueued(stack, client,
     the same key sends it, so it runs now rather than at the stranded-job resend minutes later."""
     payload, key = body(), f"unsent-{uuid.uuid4()}"
     project = ProjectRepository(stack.db).project_for_key(client.headers["Authorization"].split()[-1])
-    calls = stack_call_service(stack)
+    submitter = stack_call_submitter(stack)
     digest = request_digest("POST /v2/jobs", JobRequest.model_validate(payload))
     assert IdempotencyRepository(stack.db).reserve(project.id, key, digest, stale_after=STALE_RESERVATION) is None
     binding = KeyBinding(project.id, key)
-    job = asyncio.run(calls.submit(project, JobRequest.model_validate(payload).call_request(), binding=binding))
+    job = asyncio.run(submitter.submit(project, JobRequest.model_validate(payload).call_request(), binding=binding))
     assert binding.bound  # in the job's own transaction: no crash can split the two
     earlier = IdempotencyRepository(stack.db).reserve(project.id, key, digest, stale_after=STALE_RESERVATION)
     assert earlier is not None and earlier.job_id == job.id

@@ -18,7 +18,8 @@ from app.services.batch_intake import BatchIntake
 from app.services.batch_items import BATCH_CANCELLED_ERROR
 from app.store.activity import ActivityReader
 from app.store.batch_dispatch import BatchDispatchRepository
-from app.store.batches import BatchRepository, NewBatch, NewItem
+from app.store.batch_records import NewBatch, NewItem
+from app.store.batches import BatchRepository
 from app.store.db import Database, run_migrations
 from app.store.jobs import JobRepository
 from app.store.projects import ProjectRepository

@@ -12,7 +12,8 @@ from sqlalchemy import func, select, update
 
 from app.services.batch_intake import BatchIntake
 from app.store.batch_dispatch import BatchDispatchRepository
-from app.store.batches import BatchRepository, BatchTemplate, NewBatch, NewItem
+from app.store.batch_records import BatchTemplate, NewBatch, NewItem
+from app.store.batches import BatchRepository
 from app.store.db import Database
 from app.store.job_recovery import JobRecovery
 from app.store.jobs import Finish, JobRepository

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.services.batch_intake import BatchIntake
-from app.store.batches import BatchRepository, NewBatch, NewItem
+from app.store.batch_records import NewBatch, NewItem
+from app.store.batches import BatchRepository
 from app.store.db import Database
 from app.store.job_records import Finish
 from app.store.jobs import JobRepository

@@ -18,7 +18,8 @@ from app.queue import BATCH_QUEUE, RUN_BATCH_ITEM, TaskQueue
 from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_intake import BatchIntake
 from app.services.batch_items import TemplateCache
-from app.store.batches import BatchRepository, NewBatch, NewItem
+from app.store.batch_records import NewBatch, NewItem
+from app.store.batches import BatchRepository
 from app.store.projects import ProjectRepository
 from app.store.tables import utcnow
 from tests.tracing.traced import spans_by_kind

@@ -12,7 +12,7 @@ import pytest
 from app.errors import BadRequest
 from app.services.batch_intake import MAX_LINE_BYTES, InvalidItem, ItemChecker, jsonl_values
 from app.services.batch_upload import MultipartReader, boundary_of
-from app.store.batches import NewItem
+from app.store.batch_records import NewItem
 
 SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
 

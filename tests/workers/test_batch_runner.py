@@ -17,7 +17,8 @@ from app.queue import TaskQueue
 from app.ratelimit import RateLimitWaitExceeded
 from app.services.batch_intake import BatchIntake
 from app.services.batch_items import TemplateCache
-from app.store.batches import BatchRepository, NewBatch, NewItem
+from app.store.batch_records import NewBatch, NewItem
+from app.store.batches import BatchRepository
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, utcnow
 from tests.workers.in_process import in_process_runtime
