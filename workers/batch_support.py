@@ -1,5 +1,6 @@
 """What running batch items needs from the worker: their templates merged into their tasks at claim
-time, and a call after each ends (for an early dispatcher round: the batch's next items, or its end)."""
+time, and a call after each ends (for an early dispatcher round: the batch's next items, or its end,
+at once when the worker has nothing else in flight)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from app.store.job_records import Claim
 @dataclass(frozen=True)
 class BatchSupport:
     templates: TemplateCache
-    item_ended: Callable[[], None]
+    item_ended: Callable[[bool], None]  # told whether the worker is now idle (its batch may be over)
 
 
 def with_template(claim: Claim, batches: BatchSupport | None) -> Claim:

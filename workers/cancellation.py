@@ -11,13 +11,13 @@ Everything here runs on the loop's thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import redis.asyncio as aioredis
 
 from app.store import keys
 from workers.event_loop import EventLoopThread
+from workers.pubsub_listener import listen_forever
 
 log = logging.getLogger("conveyor.worker")
 
@@ -109,23 +109,9 @@ class CancelWatcher:
             watch.cancel()
 
     async def _listen(self) -> None:
-        backoff = 0.1
-        while True:
-            pubsub = self.async_redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.psubscribe(keys.JOB_CANCEL_PATTERN)
-                backoff = 0.1
-                async for message in pubsub.listen():
-                    if message.get("type") == "pmessage":
-                        channel = message["channel"]
-                        channel = channel.decode() if isinstance(channel, bytes) else channel
-                        self._cancel(keys.job_id_from_cancel_channel(channel))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("cancellation listener lost its Redis connection; reconnecting", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        await listen_forever(
+            self.async_redis,
+            lambda pubsub: pubsub.psubscribe(keys.JOB_CANCEL_PATTERN),
+            lambda channel, _: self._cancel(keys.job_id_from_cancel_channel(channel)),
+            "cancellation listener",
+        )

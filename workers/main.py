@@ -20,6 +20,7 @@ from app.store import keys
 from app.store.db import run_migrations
 from app.store.job_recovery import JobRecovery
 from workers import broker
+from workers.batch_starts import BatchStarts
 from workers.celery_app import BATCH_QUEUE, INTERACTIVE_QUEUE, WEBHOOK_QUEUE, make_celery
 from workers.loop_pool import LoopTasks, loop_pool
 from workers.periodic import PeriodicDuties
@@ -97,6 +98,9 @@ def run_worker(
         stranded_after=timedelta(seconds=settings.stranded_after_seconds),
     )
     periodic.start()
+    # A new batch starts at once, not at the next regular round.
+    batch_starts = BatchStarts(runtime.async_redis, runtime.loop, lambda: duties.kick(at_once=True))
+    batch_starts.start()
     provider_batches = ProviderBatchLoop(runtime, member)
     provider_batches.start()
     presence = Presence(runtime.redis, keys.worker_presence(socket.gethostname(), os.getpid()))
@@ -125,6 +129,7 @@ def run_worker(
     finally:
         presence.withdraw()
         duties.capacity.unregister(member)
+        batch_starts.stop()
         periodic.stop()
         provider_batches.stop()
         runtime.counts.stop(runtime.redis)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -41,8 +42,10 @@ STRANDED_AFTER = timedelta(minutes=5)
 class BatchDuties:
     """The batch work among the periodic duties: rounds of the dispatcher, and this worker's share of the capacity.
 
-    A round runs every `interval_seconds`, or at the next `check_seconds` after `kick()` (called as
-    this worker's items end), so a fast batch's window refills without a message per item."""
+    A round runs every `interval_seconds`, or once kicked (as this worker's items end, and as the API
+    announces a new batch: workers/batch_starts.py) at most every `check_seconds`, so a fast batch's
+    window refills without a round per item; or at once when kicked `at_once` (a new batch, a worker
+    whose last item just ended: its batch may be over)."""
 
     dispatcher: BatchDispatcher
     capacity: BatchCapacity
@@ -53,14 +56,24 @@ class BatchDuties:
     check_seconds: float = 0.1
     capacity_interval_seconds: float = 5.0
     kicked: threading.Event = field(default_factory=threading.Event)
+    kicked_at_once: threading.Event = field(default_factory=threading.Event)
     last_round: float = 0.0
 
-    def kick(self) -> None:
+    def kick(self, at_once: bool = False) -> None:
+        if at_once:
+            self.kicked_at_once.set()
         self.kicked.set()
 
+    def next_round_at(self) -> float:
+        """When the next round is due (monotonic clock): sooner once kicked."""
+        if self.kicked_at_once.is_set():
+            return 0.0
+        return self.last_round + (self.check_seconds if self.kicked.is_set() else self.interval_seconds)
+
     def maybe_dispatch(self) -> int:
-        if not self.kicked.is_set() and time.monotonic() - self.last_round < self.interval_seconds:
+        if time.monotonic() < self.next_round_at():
             return 0
+        self.kicked_at_once.clear()
         self.kicked.clear()
         self.last_round = time.monotonic()
         return self.dispatch_round()
@@ -109,6 +122,8 @@ class PeriodicDuties:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.batches is not None:
+            self.batches.kick(at_once=True)  # wakes the loop if it waits for a kick
 
     def sweep_once(self) -> list[str]:
         requeued = self.recovery.requeue_expired_jobs()
@@ -141,18 +156,34 @@ class PeriodicDuties:
         ]
         if self.batches is not None:
             self.batches.register_capacity()
-            duties += [
-                (self.batches.check_seconds, self.batches.maybe_dispatch),
-                (self.batches.capacity_interval_seconds, self.batches.register_capacity),
-            ]
+            duties.append((self.batches.capacity_interval_seconds, self.batches.register_capacity))
         due = [time.monotonic() + every for every, _ in duties]
-        while not self._stop.wait(max(0.05, min(due) - time.monotonic())):
+        while not self._stop.is_set():
+            self._sleep_until(min(due))
+            if self._stop.is_set():
+                return
             now = time.monotonic()
             for index, (every, duty) in enumerate(duties):
-                if now < due[index]:
-                    continue
-                due[index] = now + every
-                try:
-                    duty()
-                except Exception:  # the database may be briefly away; try again next time
-                    log.exception("periodic %s failed", duty.__name__)
+                if now >= due[index]:
+                    due[index] = now + every
+                    self._run(duty)
+            if self.batches is not None and now >= self.batches.next_round_at():
+                self._run(self.batches.maybe_dispatch)
+
+    def _sleep_until(self, deadline: float) -> None:
+        """Until `deadline` or stop; with batch duties, also until their next round, which kicks bring
+        forward: unkicked, the wait ends at a kick; kicked, it sleeps out the rest of `check_seconds`
+        unless kicked at once."""
+        wake = self._stop
+        if self.batches is not None:
+            deadline = min(deadline, self.batches.next_round_at())
+            kicked = self.batches.kicked.is_set()
+            wake = self.batches.kicked_at_once if kicked else self.batches.kicked
+        wake.wait(max(0.0, deadline - time.monotonic()))
+
+    @staticmethod
+    def _run(duty: Callable[[], object]) -> None:
+        try:
+            duty()
+        except Exception:  # the database may be briefly away; try again next time
+            log.exception("periodic %s failed", duty.__name__)

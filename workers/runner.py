@@ -101,7 +101,7 @@ class JobRunner:
             return None
         status = await self._finish(claim, outcome, started, lease)
         if claim.job.batch_id and self.batches is not None:
-            self.batches.item_ended()
+            self.batches.item_ended(self.runtime.cancels.in_flight == 0)
         return status
 
     async def _blocking(self, function: Callable[..., T], *args: Any) -> T:

@@ -176,7 +176,7 @@ class BatchService:
                 lambda: self.intake.run(new, checker.checked(values), skip_invalid=spec.on_invalid == "skip")
             )
             tracing.note_request("conveyor.batch.id", result.batch_id)
-            await self._count_submitted(result.accepted)
+            await self._announce_submitted(result.batch_id, result.accepted)
             return await run_in_threadpool(self.jobs.get, result.anchor_job_id)
 
         digest = SubmissionDigest(
@@ -186,16 +186,19 @@ class BatchService:
         batch = await self.get(project, accepted.job.batch_id or "")
         return SubmittedBatch(batch, accepted.replayed, None if accepted.replayed else generated)
 
-    async def _count_submitted(self, items: int) -> None:
-        """A batch's items count as submitted to the batch queue (one round trip per batch, not per item)."""
-        if self.redis is None or not items:
+    async def _announce_submitted(self, batch_id: str, items: int) -> None:
+        """Tell the workers a batch is ready, so one dispatches it at once, and count its items as
+        submitted to the batch queue: one round trip per batch, not per item."""
+        if self.redis is None:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                add_to(pipe, submitted_counts(BATCH_QUEUE, items))
+                pipe.publish(keys.BATCH_SUBMITTED_CHANNEL, batch_id)
+                if items:
+                    add_to(pipe, submitted_counts(BATCH_QUEUE, items))
                 await pipe.execute()
-        except Exception:  # the batch is written; only its count is lost
-            log.warning("could not count a batch's items in the metrics", extra={"items": items}, exc_info=True)
+        except Exception:  # the batch is written: the next regular round dispatches it; only its count is lost
+            log.warning("could not announce a batch or count its items", extra={"items": items}, exc_info=True)
 
     async def _resolve(self, project: ProjectRef, spec: BatchSpec) -> ResolvedTask:
         if (spec.function_id is None) == (spec.function is None):

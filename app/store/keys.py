@@ -71,6 +71,10 @@ def rate_limit_slots(scope: str) -> str:
 BATCH_DISPATCH_LOCK = f"{PREFIX}:batch:dispatch-lock"
 """Held by the one worker whose periodic duties top up batch windows this round (others skip the round)."""
 
+BATCH_SUBMITTED_CHANNEL = f"{PREFIX}:batch:submitted"
+"""Pub/sub: the id of each batch the API has just written, so a worker starts dispatching it at once
+rather than at its next regular round (workers/batch_starts.py)."""
+
 BATCH_CAPACITY = f"{PREFIX}:batch:capacity"
 """Hash: `host:pid` of each worker consuming the batch queue → `threads:expires_epoch` (refreshed by its
 periodic duties)."""

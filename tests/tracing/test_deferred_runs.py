@@ -60,7 +60,9 @@ def test_a_deferred_batch_items_runs_are_one_trace_linked_to_its_batch(tmp_path,
         new = NewBatch(ProjectRepository(runtime.db).ensure_project("p").id, TEMPLATE, trace_context=context)
         item = BatchIntake(batches).run(new, [NewItem("a", {"q": 1}, {})], skip_invalid=False).anchor_job_id
         sent = SentTasks()
-        runner = JobRunner(runtime, queue=TaskQueue(sent), batches=BatchSupport(TemplateCache(batches), lambda: None))
+        runner = JobRunner(
+            runtime, queue=TaskQueue(sent), batches=BatchSupport(TemplateCache(batches), lambda _idle: None)
+        )
         for _ in range(2):  # deferred, then run from its delayed message
             runtime.loop.run(tracing.traced_job(RUN_BATCH_ITEM, {}, (item,), runner.run_async(item)))
         trace_id = uuid.UUID(runtime.jobs.get(item).trace_id).hex

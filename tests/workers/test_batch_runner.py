@@ -39,6 +39,8 @@ class SentTasks:
 
 
 class NoCancels:
+    in_flight = 0
+
     @contextlib.contextmanager
     def watch(self, job_id):  # noqa: ANN001
         yield Watch()
@@ -47,9 +49,11 @@ class NoCancels:
 class Kicks:
     def __init__(self) -> None:
         self.count = 0
+        self.idle: list[bool] = []
 
-    def __call__(self) -> None:
+    def __call__(self, idle: bool) -> None:
         self.count += 1
+        self.idle.append(idle)
 
 
 @pytest.fixture
@@ -103,6 +107,7 @@ def test_a_batch_item_that_runs_ends_and_sends_the_next(setup, monkeypatch):
     monkeypatch.setattr(engine_call_module, "complete_task", answer)
     assert runner.run(intake.anchor_job_id) is JobStatus.succeeded
     assert relay.count == 1  # an early dispatcher round was asked for
+    assert relay.idle == [True]  # at once: nothing else in flight, the batch may be over
     batch = batches.get(intake.batch_id)
     assert batch.totals.succeeded == 1 and batch.totals.running == 0
     assert (batch.totals.input_tokens, batch.totals.cost_generation) == (3, 0.5)

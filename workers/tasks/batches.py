@@ -47,4 +47,4 @@ def batch_duties(runtime: WorkerRuntime, queue: TaskQueue, *, member: str, slots
 
 def batch_support(runtime: WorkerRuntime, duties: BatchDuties) -> BatchSupport:
     """What the runner needs for batch items: templates, and an early dispatcher round after each."""
-    return BatchSupport(TemplateCache(BatchRepository(runtime.db)), duties.kick)
+    return BatchSupport(TemplateCache(BatchRepository(runtime.db)), lambda idle: duties.kick(at_once=idle))
