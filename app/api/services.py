@@ -73,7 +73,9 @@ class ApiServices:
         hub: StreamHub,
     ) -> ApiServices:
         functions, jobs, spans = FunctionRepository(db), JobRepository(db), SpanRepository(db)
-        writer = AsyncJobWriter(settings.database_url) if db.engine.dialect.name == "postgresql" else None
+        writer = None
+        if db.engine.dialect.name == "postgresql":  # half the pool size per commit mode, as the relaxed engine
+            writer = AsyncJobWriter(settings.database_url, max_size=max(2, settings.db_pool_size // 2))
         stale = timedelta(seconds=settings.idempotency_reservation_seconds)
         guard = IdempotencyGuard(IdempotencyRepository(db), jobs, stale_after=stale)
         cache = CatalogCache(CatalogReader(db))
