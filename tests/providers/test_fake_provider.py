@@ -238,13 +238,15 @@ def test_latency_and_time_to_first_token(fake: FakeProviderServer) -> None:
     with httpx.stream(
         "POST",
         f"{fake.url}/v1/chat/completions",
-        json={"model": "m?ttft_ms=200&latency_ms=600", "messages": USER, "stream": True},
+        json={"model": "m?ttft_ms=200&latency_ms=800", "messages": USER, "stream": True},
     ) as response:
         deltas = []
         for line in response.iter_lines():
             if '"content": "' in line and '"content": ""' not in line:
                 deltas.append(time.monotonic() - started)
-    assert 0.2 <= deltas[0] < 0.4 and deltas[-1] >= 0.6 and len(deltas) == 3
+    # The first token comes at ttft, well before the last: compared with each other, not with the clock,
+    # so a loaded machine that delays both does not fail the test.
+    assert len(deltas) == 3 and deltas[0] >= 0.2 and deltas[-1] >= 0.8 and deltas[-1] - deltas[0] >= 0.3
 
 
 def test_stats_count_in_flight_peak_and_reset(fake: FakeProviderServer) -> None:
