@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from app.store.raw_sql import DriverTransaction
 from app.store.rows import NewRow
 from app.store.tables import JobStatus, Span
 from app.store.tables_batches import COUNTER_STRIPES, BatchCounter
@@ -93,7 +94,9 @@ def stripe_key(row: Any) -> tuple[str, int]:
 
 
 def add_moves(
-    session: Session | Connection, moves: Mapping[tuple[str, int], CounterDelta], started: datetime | None = None
+    session: Session | Connection | DriverTransaction,
+    moves: Mapping[tuple[str, int], CounterDelta],
+    started: datetime | None = None,
 ) -> None:
     """`add` for several stripes, in a fixed order: transactions moving several stripes at once never
     wait on each other's in a cycle."""
@@ -102,7 +105,12 @@ def add_moves(
 
 
 def add(
-    session: Session | Connection, batch_id: str, stripe: int, delta: CounterDelta, *, started: datetime | None = None
+    session: Session | Connection | DriverTransaction,
+    batch_id: str,
+    stripe: int,
+    delta: CounterDelta,
+    *,
+    started: datetime | None = None,
 ) -> None:
     """Add `delta` to one stripe; with `started`, record it as the stripe's first claim if it has none."""
     if started is None and not any(getattr(delta, name) for name in _SUMMED):

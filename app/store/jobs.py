@@ -16,15 +16,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, cast, delete, exists, func, insert, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, String, any_, bindparam, cast, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from app.store import batch_counters
 from app.store.batch_counters import CounterDelta
 from app.store.db import Database
 from app.store.idempotency import bind_in
 from app.store.job_records import Claim, Finish, JobFilters, JobRecord, NewJob
-from app.store.rows import NewRow, insert_objects
+from app.store.raw_sql import RawStatement, autocommit_driver, driver_transaction, returned_rows
+from app.store.rows import NewRow, insert_objects, rows_by_table
 from app.store.tables import Base, Function, Job, JobStatus, Project, Span, new_id, utcnow
 
 # The state machine's statements, built once. A job's transitions are its worker's hot path: built per
@@ -96,6 +97,19 @@ _CLAIM_QUEUED_MANY = (
     .values(**_TAKE)
     .returning(*_jobs.c)
 )
+# On Postgres, jobs that are no batch items are claimed first by this statement alone, in autocommit:
+# one round trip where a transaction takes three (measured: 0.16 against 0.40 ms of CPU per claim).
+# Batch items also move their batch's counters, in the same transaction: they are claimed as above.
+_CLAIM_QUEUED_CALLS = RawStatement.of(
+    update(_jobs)
+    .where(
+        _jobs.c.id == any_(bindparam("p_ids", type_=ARRAY(String))),
+        _jobs.c.status == JobStatus.queued,
+        _jobs.c.batch_id.is_(None),
+    )
+    .values(**_TAKE)
+    .returning(*_jobs.c)
+)
 _CLAIM_EXPIRED = (
     update(_jobs)
     .where(_THIS_JOB, _jobs.c.status == JobStatus.running, _jobs.c.lease_expires_at < bindparam("p_now"))
@@ -142,6 +156,7 @@ class JobRepository:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._postgres = db.engine.dialect.name == "postgresql"
 
     def create(self, new: NewJob, *, catalog_version: int | None = None, durable: bool = True) -> JobRecord | None:
         """Write a queued job. With `catalog_version`, only while the project's catalog is still at that
@@ -199,19 +214,30 @@ class JobRepository:
             return None
 
     def claim_queued(self, job_ids: Sequence[str], lease_seconds: int) -> dict[str, Claim]:
-        """Take those of `job_ids` that are queued, in one transaction under one lease token (a lease
-        is proven by its job id and token together), moving each batch stripe once for its items.
-        Ids left out (running, ended, unknown) are for `claim` one at a time."""
+        """Take those of `job_ids` that are queued, under one lease token (a lease is proven by its job
+        id and token together): on Postgres, the jobs that are no batch items in one statement of its
+        own; the rest in one transaction that moves each batch stripe once for its items. Ids left out
+        (running, ended, unknown) are for `claim` one at a time."""
         now = utcnow()
         token = str(uuid.uuid4())
         expires = now + timedelta(seconds=lease_seconds)
         params = {"p_ids": sorted(set(job_ids)), "p_token": token, "p_expires": expires, "p_now": now}
+        claims: dict[str, Claim] = {}
+        if self._postgres:
+            with autocommit_driver(self.db.relaxed_engine) as driver:
+                claims = {
+                    row.id: Claim(JobRecord.of(row), token, expires)
+                    for row in returned_rows(driver, _CLAIM_QUEUED_CALLS, params)
+                }
+            params["p_ids"] = [job_id for job_id in params["p_ids"] if job_id not in claims]
+            if not params["p_ids"]:
+                return claims
         with self.db.relaxed_connection() as connection:
             rows = connection.execute(_CLAIM_QUEUED_MANY, params).all()
             started = Counter(batch_counters.stripe_key(row) for row in rows if row.batch_id is not None)
             moves = {stripe: CounterDelta(running=count) for stripe, count in started.items()}
             batch_counters.add_moves(connection, moves, now)
-        return {row.id: Claim(JobRecord.of(row), token, expires) for row in rows}
+        return claims | {row.id: Claim(JobRecord.of(row), token, expires) for row in rows}
 
     def renew_many(self, held: Sequence[tuple[str, str]], lease_seconds: int) -> set[tuple[str, str]]:
         """Extend several held leases, (job id, token) each; the pairs renewed. A pair left out has lost
@@ -278,25 +304,31 @@ class JobRepository:
         """Final transitions from `prior`, in one transaction: a conditional UPDATE each, and the rows
         each brings (one INSERT per table for all) and its batch stripe's move only where it applied."""
         now = utcnow()
-        written: list[bool] = []
-        rows: list[Base | NewRow] = []
-        moves: dict[tuple[str, int], CounterDelta] = {}
-        with self.db.connection() as connection:
-            for ending in endings:
-                values = {"p_status": ending.status, "p_result": ending.result, "p_error": ending.error}
-                params = {"p_id": ending.job_id, "p_now": now, **conditions(ending), **values}
-                ended = connection.execute(statement, params).first()
-                written.append(ended is not None)
-                if ended is None:
-                    continue
-                rows += [*ending.spans, *ending.extra_rows]
-                if ended.batch_id is not None:
-                    stripe = batch_counters.stripe_key(ended)
-                    delta = CounterDelta.ended(prior, ending.status, ending.spans)
-                    moves[stripe] = moves[stripe] + delta if stripe in moves else delta
-            insert_objects(connection, rows)
-            batch_counters.add_moves(connection, moves)
-        return written
+        params = [
+            {
+                "p_id": ending.job_id,
+                "p_now": now,
+                "p_status": ending.status,
+                "p_result": ending.result,
+                "p_error": ending.error,
+                **conditions(ending),
+            }
+            for ending in endings
+        ]
+        if self._postgres:  # the same statements, sent by psycopg itself (app/store/raw_sql.py)
+            with driver_transaction(self.db.engine) as transaction:
+                ended = [transaction.first(statement, values) for values in params]
+                rows, moves = _ending_writes(prior, endings, ended)
+                for table, values in rows_by_table(rows).items():
+                    transaction.insert(table, values)
+                batch_counters.add_moves(transaction, moves)
+        else:
+            with self.db.connection() as connection:
+                ended = [connection.execute(statement, values).first() for values in params]
+                rows, moves = _ending_writes(prior, endings, ended)
+                insert_objects(connection, rows)
+                batch_counters.add_moves(connection, moves)
+        return [row is not None for row in ended]
 
     def release(self, job_id: str, token: str, *, redispatch_at: datetime | None) -> JobRecord | None:
         """Hand a running job back to the queue without counting the delivery (it could not start: the
@@ -353,3 +385,21 @@ class JobRepository:
             session.execute(
                 delete(Job).where(Job.id == job_id, Job.status == JobStatus.queued, Job.delivery_attempts == 0)
             )
+
+
+def _ending_writes(
+    prior: JobStatus, endings: Sequence[Finish], ended: Sequence[Any]
+) -> tuple[list[Base | NewRow], dict[tuple[str, int], CounterDelta]]:
+    """What the endings that applied (`ended`: each one's returned row, or None) bring: their rows
+    to insert, and the moves of their batch stripes."""
+    rows: list[Base | NewRow] = []
+    moves: dict[tuple[str, int], CounterDelta] = {}
+    for ending, row in zip(endings, ended, strict=True):
+        if row is None:
+            continue
+        rows += [*ending.spans, *ending.extra_rows]
+        if row.batch_id is not None:
+            stripe = batch_counters.stripe_key(row)
+            delta = CounterDelta.ended(prior, ending.status, ending.spans)
+            moves[stripe] = moves[stripe] + delta if stripe in moves else delta
+    return rows, moves

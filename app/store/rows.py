@@ -74,13 +74,18 @@ class NewRow:
         return self.values[column]
 
 
-def insert_objects(connection: Connection, objects: Sequence[DeclarativeBase | NewRow]) -> None:
-    """One INSERT per table (executemany), in the order tables first appear."""
+def rows_by_table(objects: Sequence[DeclarativeBase | NewRow]) -> dict[Table, list[dict[str, Any]]]:
+    """The values to insert, by table, in the order tables first appear."""
     by_table: dict[Table, list[dict[str, Any]]] = {}
     for obj in objects:
         if isinstance(obj, NewRow):
             by_table.setdefault(obj.table, []).append(obj.values)
         else:
             by_table.setdefault(obj.__table__, []).append(row_of(obj))
-    for table, rows in by_table.items():
+    return by_table
+
+
+def insert_objects(connection: Connection, objects: Sequence[DeclarativeBase | NewRow]) -> None:
+    """One INSERT per table (executemany), in the order tables first appear."""
+    for table, rows in rows_by_table(objects).items():
         connection.execute(insert(table), rows)

@@ -16,7 +16,7 @@ from app.store.batch_records import BatchTemplate, NewBatch, NewItem
 from app.store.batches import BatchRepository
 from app.store.db import Database
 from app.store.job_recovery import JobRecovery
-from app.store.jobs import Finish, JobRepository
+from app.store.jobs import Finish, JobRepository, NewJob
 from app.store.projects import ProjectRepository
 from app.store.tables import Job, JobStatus, Span, utcnow
 from app.store.tables_batches import Batch, BatchStatus
@@ -105,6 +105,22 @@ def test_items_claimed_together_are_counted_once_per_stripe(db):
     assert all(claim.job.batch_id == batch_id for claim in claims.values())
     assert_counters_match_rows(batches, db, batch_id)
     assert batches.get(batch_id).totals.started_at is not None
+
+
+def test_calls_and_items_claimed_together_share_one_lease_token_and_only_items_are_counted(db):
+    # On Postgres the calls go in one autocommit statement and the items in a transaction after it.
+    batches, batch_id = new_batch(db, 10)
+    jobs = JobRepository(db)
+    items = item_ids(db, batch_id)
+    project_id = ProjectRepository(db).ensure_project("p").id
+    calls = [jobs.create(NewJob(project_id=project_id, task={"name": "t"}, trace_id="tr")).id for _ in range(3)]
+    claims = jobs.claim_queued(items[:4] + calls + items[:2], lease_seconds=60)
+    assert sorted(claims) == sorted(items[:4] + calls)
+    assert len({claim.token for claim in claims.values()}) == 1
+    assert all(claim.job.status is JobStatus.running for claim in claims.values())
+    assert_counters_match_rows(batches, db, batch_id)
+    assert batches.get(batch_id).totals.running == 4
+    assert jobs.claim_queued(calls + items[:4], lease_seconds=60) == {}  # held: not taken again
 
 
 def test_items_ending_together_are_written_and_counted_in_one_transaction(db):
