@@ -101,8 +101,10 @@ _CLAIM_QUEUED_MANY = (
 # autocommit: one round trip where a transaction takes three (measured: 0.16 against 0.40 ms of CPU per
 # claim). Batch items also move their batch's counters, in the same transaction: they are claimed as
 # above. One id (every claim of a lone call) has a statement of its own: prepared, the array form is
-# planned without knowing the array's length, which on a small table is a sequential scan.
-_CALLS_QUEUED = (_jobs.c.status == JobStatus.queued, _jobs.c.batch_id.is_(None))
+# planned without knowing the array's length, which on a small table is a sequential scan. "Not a batch
+# item" is written so that no partial index's predicate (`batch_id IS NULL`) follows from it: with that,
+# a table whose statistics predate its rows had its claims planned as a walk of such an index.
+_CALLS_QUEUED = (_jobs.c.status == JobStatus.queued, func.coalesce(_jobs.c.batch_id, "") == "")
 _CLAIM_QUEUED_CALL = RawStatement.of(update(_jobs).where(_THIS_JOB, *_CALLS_QUEUED).values(**_TAKE).returning(*_jobs.c))
 _CLAIM_QUEUED_CALLS = RawStatement.of(
     update(_jobs)
