@@ -33,9 +33,9 @@ from celery import Celery
 from celery.concurrency.base import BasePool, apply_target
 from celery.concurrency.thread import ApplyResult
 from celery.exceptions import Reject
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.observability import tracing
+from app.store.db import DATABASE_UNAVAILABLE
 from workers import broker
 from workers.event_loop import EventLoopThread
 
@@ -43,8 +43,9 @@ log = logging.getLogger("conveyor.worker")
 
 CoroutineBody = Callable[..., Awaitable[Any]]
 
-# A task that raised one of these could not reach the database or Redis: not its job's fault.
-UNREACHABLE = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+# A task that raised one of these could not reach the database or Redis: not its job's fault. The
+# database's are SQLAlchemy's and psycopg's own (the claims and endings it sends: app/store/raw_sql.py).
+UNREACHABLE = (*DATABASE_UNAVAILABLE, redis.ConnectionError, redis.TimeoutError)
 # How long such a message waits before it goes back to the queue: a store that is away is not
 # hammered by the same messages in a loop, and one that is back soon gets them within seconds.
 REQUEUE_AFTER_SECONDS = 2.0

@@ -15,8 +15,8 @@ from typing import Any
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from app.store.job_inserts import INSERT_JOB_AT_VERSION, new_job_values
 from app.store.job_records import JobRecord, NewJob
-from app.store.jobs import INSERT_JOB_AT_VERSION, new_job_values
 from app.store.raw_sql import RawStatement, conninfo
 
 _INSERT = RawStatement.of(INSERT_JOB_AT_VERSION["postgresql"])

@@ -16,17 +16,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, String, any_, bindparam, cast, delete, exists, func, insert, select, update
+from sqlalchemy import JSON, String, any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from app.store import batch_counters
 from app.store.batch_counters import CounterDelta
 from app.store.db import Database
 from app.store.idempotency import bind_in
+from app.store.job_inserts import INSERT_JOB, INSERT_JOB_AT_VERSION, new_job_values
 from app.store.job_records import Claim, Finish, JobFilters, JobRecord, NewJob
 from app.store.raw_sql import RawStatement, autocommit_driver, driver_transaction, returned_rows
 from app.store.rows import NewRow, insert_objects, rows_by_table
-from app.store.tables import Base, Function, Job, JobStatus, Project, Span, new_id, utcnow
+from app.store.tables import Base, Function, Job, JobStatus, Span, utcnow
 
 # The state machine's statements, built once. A job's transitions are its worker's hot path: built per
 # call, SQLAlchemy spends more CPU composing and cache-keying an UPDATE than running it, and the ORM
@@ -36,48 +37,6 @@ _JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "
 
 _THIS_JOB = _jobs.c.id == bindparam("p_id")
 _LEASE_HELD = (_THIS_JOB, _jobs.c.lease_token == bindparam("p_token"), _jobs.c.status == JobStatus.running)
-_INSERT_JOB = insert(_jobs).returning(*_jobs.c)
-
-
-def new_job_values(new: NewJob) -> dict[str, Any]:
-    """The columns of a new job's row (its ids made here)."""
-    return {
-        "id": new_id(),
-        "span_id": new_id(),
-        "project_id": new.project_id,
-        "task": new.task,
-        "trace_id": new.trace_id,
-        "function_id": new.function_id,
-        "revision_id": new.revision_id,
-        "parent_span_id": new.parent_span_id,
-        "status": JobStatus.queued,
-        "delivery_attempts": 0,
-        "created_at": utcnow(),
-        "stream": new.delivery.stream,
-        "webhook_url": new.delivery.webhook_url,
-        "webhook_secrets": list(new.delivery.webhook_secrets) or None,
-        "meta": new.delivery.meta,
-        "trace_context": new.trace_context,
-    }
-
-
-# The columns a new job's row sets, in one place: what `new_job_values` writes.
-_NEW_JOB_COLUMNS = tuple(new_job_values(NewJob(project_id="", task={}, trace_id="")))
-
-
-def _insert_at_catalog_version(typed: bool):  # noqa: ANN202 - a prebuilt statement
-    """INSERT ... SELECT <the row> WHERE the project's catalog version is still `p_version`: the job of a
-    call resolved from a cached catalog is written only if that cache was current (store/catalog.py).
-    Postgres needs the parameters cast to the columns' types (an untyped text is no jsonb); SQLite must
-    not have them cast (CAST(... AS JSON) would make numbers of JSON text)."""
-    values = [bindparam(name, type_=_jobs.c[name].type) for name in _NEW_JOB_COLUMNS]
-    if typed:
-        values = [cast(value, _jobs.c[name].type) for value, name in zip(values, _NEW_JOB_COLUMNS, strict=True)]
-    current = exists().where(Project.id == bindparam("p_project"), Project.catalog_version == bindparam("p_version"))
-    return insert(_jobs).from_select(_NEW_JOB_COLUMNS, select(*values).where(current)).returning(*_jobs.c)
-
-
-INSERT_JOB_AT_VERSION = {"postgresql": _insert_at_catalog_version(True), "sqlite": _insert_at_catalog_version(False)}
 # Read by every waiting call and every poll of a job: the ORM would cost it a millisecond of CPU.
 _GET_JOB = select(*_jobs.c).where(_THIS_JOB)
 _GET_PROJECT_JOB = _GET_JOB.where(_jobs.c.project_id == bindparam("p_project"))
@@ -97,13 +56,10 @@ _CLAIM_QUEUED_MANY = (
     .values(**_TAKE)
     .returning(*_jobs.c)
 )
-# On Postgres, jobs that are no batch items are claimed first by one of these statements alone, in
-# autocommit: one round trip where a transaction takes three (measured: 0.16 against 0.40 ms of CPU per
-# claim). Batch items also move their batch's counters, in the same transaction: they are claimed as
-# above. One id (every claim of a lone call) has a statement of its own: prepared, the array form is
-# planned without knowing the array's length, which on a small table is a sequential scan. "Not a batch
-# item" is written so that no partial index's predicate (`batch_id IS NULL`) follows from it: with that,
-# a table whose statistics predate its rows had its claims planned as a walk of such an index.
+# Postgres claims calls (no batch items, whose counters move in the same transaction) by one statement
+# in autocommit: one round trip, not three (0.16 against 0.40 ms of CPU per claim). A lone id has its
+# own statement (a prepared array form is planned blind to its length: a sequential scan on a small
+# table); "not a batch item" implies no partial index's predicate, which misled plans on fresh tables.
 _CALLS_QUEUED = (_jobs.c.status == JobStatus.queued, func.coalesce(_jobs.c.batch_id, "") == "")
 _CLAIM_QUEUED_CALL = RawStatement.of(update(_jobs).where(_THIS_JOB, *_CALLS_QUEUED).values(**_TAKE).returning(*_jobs.c))
 _CLAIM_QUEUED_CALLS = RawStatement.of(
@@ -170,7 +126,7 @@ class JobRepository:
         values = new_job_values(new)
         with self.db.connection() if durable else self.db.relaxed_connection() as connection:
             if catalog_version is None:
-                row = connection.execute(_INSERT_JOB, values).one()
+                row = connection.execute(INSERT_JOB, values).one()
             else:
                 statement = INSERT_JOB_AT_VERSION[connection.dialect.name]
                 params = {**values, "p_project": new.project_id, "p_version": catalog_version}

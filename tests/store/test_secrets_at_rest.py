@@ -13,8 +13,8 @@ from sqlalchemy import insert, select, text
 from app.secrets import SecretBox, SecretUnreadable
 from app.services.webhooks import generate_secret, open_secrets, seal_secrets
 from app.store.db import Database, alembic_config, run_migrations
+from app.store.job_inserts import new_job_values
 from app.store.job_records import DeliveryOptions, NewJob
-from app.store.jobs import new_job_values
 from app.store.projects import ProjectRepository, generate_key
 from app.store.tables import ApiKey, Job
 from tests.stack import drop_pg_schema, new_pg_schema
