@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
+from app.services.pubsub_listener import listen_forever
 from app.store import keys
 from workers.event_loop import EventLoopThread
-from workers.pubsub_listener import listen_forever
 
 
 class BatchStarts:

@@ -11,15 +11,12 @@ Everything here runs on the loop's thread.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import redis.asyncio as aioredis
 
+from app.services.pubsub_listener import listen_forever
 from app.store import keys
 from workers.event_loop import EventLoopThread
-from workers.pubsub_listener import listen_forever
-
-log = logging.getLogger("conveyor.worker")
 
 
 class LeaseLost(Exception):

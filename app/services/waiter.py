@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
+from app.services.pubsub_listener import listen_forever
 from app.store import keys
-
-log = logging.getLogger("conveyor.waiter")
 
 
 class Announcement(asyncio.Event):
@@ -75,31 +74,19 @@ class JobWaiter:
             event.clear()
 
     async def _listen(self) -> None:
-        backoff = 0.1
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.psubscribe(keys.JOB_DONE_PATTERN)
-                self._subscribed.set()
-                backoff = 0.1
-                async for message in pubsub.listen():
-                    if message.get("type") != "pmessage":
-                        continue
-                    channel = message["channel"]
-                    channel = channel.decode() if isinstance(channel, bytes) else channel
-                    for event in self._events.get(keys.job_id_from_done_channel(channel), []):
-                        event.message = message.get("data")
-                        event.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("job announcements lost their Redis connection; reconnecting", exc_info=True)
-                self._wake_all()  # let every waiter re-check the stored state now
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        async def subscribe(pubsub: PubSub) -> None:
+            await pubsub.psubscribe(keys.JOB_DONE_PATTERN)
+            self._subscribed.set()
+
+        # On a lost connection every waiter re-checks the stored state now.
+        await listen_forever(
+            self.redis, subscribe, self._announced, "the job-announcement listener", on_lost=self._wake_all
+        )
+
+    def _announced(self, channel: str, data: bytes) -> None:
+        for event in self._events.get(keys.job_id_from_done_channel(channel), []):
+            event.message = data
+            event.set()
 
     def _wake_all(self) -> None:
         for events in self._events.values():

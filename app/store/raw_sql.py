@@ -50,19 +50,26 @@ class RawStatement:
 
 
 @contextmanager
-def autocommit_driver(engine: Engine) -> Iterator[psycopg.Connection]:
-    """The psycopg connection of one of `engine`'s pooled connections, in autocommit mode: a statement
-    that is its own transaction costs one round trip, where a transaction costs three (psycopg sends
-    BEGIN before its first statement, then COMMIT). A connection whose error was the connection's own
-    leaves the pool."""
+def _pooled_driver(engine: Engine) -> Iterator[psycopg.Connection]:
+    """The psycopg connection of one of `engine`'s pooled connections; one whose error was the
+    connection's own leaves the pool."""
     with engine.connect() as connection:
-        driver = connection.connection.driver_connection
-        driver.autocommit = True
         try:
-            yield driver
+            yield connection.connection.driver_connection
         except psycopg.OperationalError as error:
             connection.invalidate(error)
             raise
+
+
+@contextmanager
+def autocommit_driver(engine: Engine) -> Iterator[psycopg.Connection]:
+    """A pooled psycopg connection in autocommit mode: a statement that is its own transaction costs one
+    round trip, where a transaction costs three (psycopg sends BEGIN before its first statement, then
+    COMMIT)."""
+    with _pooled_driver(engine) as driver:
+        driver.autocommit = True
+        try:
+            yield driver
         finally:
             if not driver.closed:
                 driver.autocommit = False
@@ -78,7 +85,8 @@ class DriverTransaction:
 
     def first(self, statement: Executable, values: Mapping[str, Any]) -> Any:
         """The first row `statement` returns, or None."""
-        return _first(self.driver, compiled(statement), values)
+        rows = returned_rows(self.driver, compiled(statement), values)
+        return rows[0] if rows else None
 
     def execute(self, statement: Executable, values: Mapping[str, Any]) -> None:
         """As `Connection.execute`, for code written for either (app/store/batch_counters.py)."""
@@ -95,15 +103,9 @@ class DriverTransaction:
 @contextmanager
 def driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:
     """A transaction on one of `engine`'s pooled connections, committed on success, rolled back on an
-    error; a connection whose error was the connection's own leaves the pool."""
-    with engine.connect() as connection:
-        driver = connection.connection.driver_connection
-        try:
-            with driver.transaction():
-                yield DriverTransaction(driver)
-        except psycopg.OperationalError as error:
-            connection.invalidate(error)
-            raise
+    error."""
+    with _pooled_driver(engine) as driver, driver.transaction():
+        yield DriverTransaction(driver)
 
 
 @cache
@@ -116,11 +118,6 @@ def compiled(statement: Executable) -> RawStatement:
 def insert_all(table: Table) -> Executable:
     """An INSERT of every column of `table`: one object per table, so `compiled` compiles it once."""
     return insert(table)
-
-
-def _first(driver: psycopg.Connection, statement: RawStatement, values: Mapping[str, Any]) -> Any:
-    with driver.cursor(row_factory=namedtuple_row) as cursor:
-        return cursor.execute(statement.sql, statement.params(values)).fetchone()
 
 
 def returned_rows(driver: psycopg.Connection, statement: RawStatement, values: Mapping[str, Any]) -> list[Any]:
